@@ -1,0 +1,135 @@
+"""Latent-attention pooling: NV-Embed's replacement for mean or last-token pooling.
+
+The decoder's last hidden states attend (as queries) to a trainable array of latent vectors (keys and
+values), pass through a GEGLU feed-forward block, and are averaged over the *pool mask* and L2-normalised.
+Module and parameter names mirror the released `nvidia/NV-Embed-v2` checkpoint exactly
+(`latents`, `cross_attend_blocks.{0,1}.norm`, `...0.norm_context`, `...0.fn.to_q|to_kv|to_out`,
+`...1.fn.net.0|net.2`), so its `latent_attention_model.*` tensors load without renaming.
+
+Note the per-head width: the reference uses `cross_dim_head = 4096` with 8 heads, so the inner width of
+the attention is 8 × 4096 = 32768, not 4096 / 8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LatentAttentionConfig:
+    """Sizes of the pooling layer. Defaults are the released checkpoint's (its config omits them)."""
+
+    num_latents_value: int = 512  # r: number of latent vectors (keys/values of the cross-attention)
+    num_cross_heads: int = 8  # H
+    hidden_dim: int = 4096  # width of the latents as attention context (= backbone hidden size)
+    latent_dim: int = 4096  # width of the pooled hidden states (= backbone hidden size)
+    cross_dim_head: int = 4096  # dh, per-head width (the reference's ratio: dh = hidden size)
+    output_normalize: bool = True  # L2-normalise the pooled vector
+
+    @classmethod
+    def for_hidden_size(cls, hidden_size: int, **overrides: Any) -> LatentAttentionConfig:
+        """The reference's ratios for a backbone of another width: dh = d, r = 512, H = 8."""
+        values = {"hidden_dim": hidden_size, "latent_dim": hidden_size, "cross_dim_head": hidden_size}
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LatentAttentionConfig:
+        """Read the checkpoint's `latent_attention_config`, ignoring keys that are not sizes."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_type": "latent_attention", **asdict(self)}
+
+
+class PreNorm(nn.Module):
+    """LayerNorm on the input (and on the context, for cross-attention), then `fn`."""
+
+    def __init__(self, dim: int, fn: nn.Module, context_dim: int | None = None):
+        super().__init__()
+        self.fn = fn
+        self.norm = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(context_dim) if context_dim is not None else None
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm(x)
+        if self.norm_context is None:
+            return self.fn(x)
+        return self.fn(x, context=self.norm_context(context))
+
+
+class GEGLU(nn.Module):
+    """Split the last dimension in two halves: value first, gate second; value * gelu(gate)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = x.chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim * mult * 2), GEGLU(), nn.Linear(dim * mult, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from `x` (queries) to `context` (keys and values), no bias, no mask."""
+
+    def __init__(self, query_dim: int, context_dim: int, heads: int, dim_head: int):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_kv = nn.Linear(context_dim, inner * 2, bias=False)
+        self.to_out = nn.Linear(inner, query_dim, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape  # x: (B, T, d); context: (B, r, d)
+        q = self.to_q(x)
+        k, v = self.to_kv(context).chunk(2, dim=-1)  # first half keys, second half values
+        q, k, v = (z.view(b, z.shape[1], self.heads, -1).transpose(1, 2) for z in (q, k, v))  # (B, H, ., dh)
+        out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(dh)
+        return self.to_out(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class LatentAttentionPooling(nn.Module):
+    """Hidden states (B, T, d) and a pool mask (B, T) -> one embedding per sequence (B, d)."""
+
+    def __init__(self, config: LatentAttentionConfig):
+        super().__init__()
+        if config.latent_dim != config.hidden_dim:
+            raise ValueError(
+                f"latent_dim ({config.latent_dim}) must equal hidden_dim ({config.hidden_dim}): the reference "
+                "applies norm_context(hidden_dim) to latents of width latent_dim"
+            )
+        self.config = config
+        d = config.latent_dim
+        self.cross_attend_blocks = nn.ModuleList(
+            [
+                PreNorm(d, CrossAttention(d, config.hidden_dim, config.num_cross_heads, config.cross_dim_head),
+                        context_dim=config.hidden_dim),
+                PreNorm(d, FeedForward(d)),
+            ]
+        )
+        self.latents = nn.Parameter(torch.randn(config.num_latents_value, d))
+
+    def forward(self, hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        cross_attn, feed_forward = self.cross_attend_blocks
+        latents = self.latents.unsqueeze(0).expand(hidden.shape[0], -1, -1)  # (B, r, d)
+        hidden = cross_attn(hidden, context=latents) + hidden
+        hidden = feed_forward(hidden) + hidden  # (B, T, d)
+        # Masked mean in float32, as the reference does (its mask is `.float()`), whatever the weights' dtype.
+        mask = pool_mask.unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(dim=1) / pool_mask.sum(dim=1, keepdim=True).float()
+        if self.config.output_normalize:
+            pooled = F.normalize(pooled, p=2, dim=-1)
+        return pooled

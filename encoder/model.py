@@ -1,0 +1,355 @@
+"""NVEmbedModel: a bidirectional decoder plus latent-attention pooling, with loading and encoding.
+
+    texts --tokenize--> [BOS] prefix text EOS [pad...]      (B, T)
+          --embedding_model (decoder, no causal mask)--> hidden states (B, T, d)
+          --latent_attention_model (cross-attn to latents, GEGLU, masked mean, L2)--> embeddings (B, d)
+
+`from_pretrained` is the one entry point for every source: an NV-Embed checkpoint directory (or hub id
+when a hub is reachable), a plain Hugging Face decoder (fresh latent layer), our own `save_pretrained`
+output (same layout as NV-Embed), and `"default"` (the embedded SmolLM2 model, see `default.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import logging as hf_logging
+
+from .bidirectional import check_supported, make_bidirectional, make_bidirectional_config
+from .checkpoint import (
+    NVEmbedConfig,
+    check_keys,
+    checkpoint_shapes,
+    is_nvembed_dir,
+    iter_tensors,
+    read_config,
+    save_checkpoint,
+)
+from .instructions import DEFAULT_RETRIEVAL, query_prefix
+from .latent_attention import LatentAttentionConfig, LatentAttentionPooling
+from .tokenization import EncodedBatch, check_texts, collate, ensure_bos, ensure_pad, prefix_length, token_ids
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 512  # NV-Embed's training and MTEB length; the reference encode() default is 4096
+PROGRESS_THRESHOLD = 256  # show a progress bar from this many texts on
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    # bfloat16 matmuls are ~10x slower than float32 on these CPUs; bf16 is for CUDA only.
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def default_attention(device: torch.device) -> str:
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # AutoTokenizer complains about the unknown `nvembed` model type
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return ensure_pad(tokenizer)
+
+
+class NVEmbedModel(nn.Module):
+    """NV-Embed: `embedding_model` (bidirectional decoder) + `latent_attention_model` (pooling)."""
+
+    def __init__(self, config: NVEmbedConfig, embedding_model: nn.Module, tokenizer: PreTrainedTokenizerBase):
+        super().__init__()
+        self.config = config
+        self.embedding_model = embedding_model
+        self.latent_attention_model = LatentAttentionPooling(config.latent)
+        self.tokenizer = tokenizer
+        self.max_length = int(config.extra.get("max_length", DEFAULT_MAX_LENGTH))
+        self.source = str(config.extra.get("name", "nvembed"))
+        self._fingerprint: str | None = None
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def dimension(self) -> int:
+        return self.config.latent.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def name(self) -> str:
+        return self.source
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.config.extra.get("trained", True))
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable identity of the weights, independent of device and dtype (hashed in bfloat16).
+
+        Covers the config, the whole latent layer and samples of the backbone (embeddings, first and
+        last layer, final norm): cheap for a 7B model, and any training run changes it.
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256(json.dumps(self.config.to_dict()["text_config"], sort_keys=True).encode())
+            digest.update(json.dumps(self.config.latent.to_dict(), sort_keys=True).encode())
+            state = self.state_dict()
+            keys = [k for k in state if k.startswith("latent_attention_model.")]
+            backbone = [k for k in state if k.startswith("embedding_model.")]
+            keys += [k for k in backbone if "embed_tokens" in k or k.endswith("norm.weight")]
+            keys += [k for k in backbone if ".layers.0." in k or f".layers.{self.num_layers - 1}." in k]
+            for key in sorted(set(keys)):
+                tensor = state[key].detach().to("cpu", torch.bfloat16).flatten()[:65536]
+                digest.update(key.encode())
+                digest.update(tensor.view(torch.int16).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.text_config.num_hidden_layers)
+
+    # ----------------------------------------------------------------- forward
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids, attention mask and pool mask -> (B, d) float32 embeddings (L2-normalised)."""
+        hidden = self.embedding_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.latent_attention_model(hidden, pool_mask)
+
+    def tokenize(
+        self, texts: Sequence[str], instruction: str | None = None, max_length: int | None = None
+    ) -> EncodedBatch:
+        """Tokenize one batch: `Instruct: {instruction}\\nQuery: ` + text + EOS (no prefix without instruction)."""
+        prefix = query_prefix(instruction) if instruction else ""
+        rows = token_ids(self.tokenizer, check_texts(texts), prefix, max_length or self.max_length)
+        return collate(rows, self.tokenizer.pad_token_id, self._pool_start(prefix))
+
+    def _pool_start(self, prefix: str) -> int:
+        if not (self.config.is_mask_instruction and self.config.padding_side == "right"):
+            return 0
+        return prefix_length(self.tokenizer, prefix)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text occupies as a passage (BOS and EOS included), before truncation."""
+        texts = check_texts(texts)
+        eos = self.tokenizer.eos_token
+        return [len(ids) for ids in self.tokenizer([t + eos for t in texts]).input_ids] if texts else []
+
+    # ----------------------------------------------------------------- encoding
+
+    def encode_queries(
+        self,
+        texts: Sequence[str],
+        instruction: str = DEFAULT_RETRIEVAL,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed queries with an instruction (a registered task name or free text) -> (n, d) float32."""
+        return self._encode(texts, query_prefix(instruction), batch_size, max_length, show_progress)
+
+    def encode_passages(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        max_length: int | None = None,
+        show_progress: bool | None = None,
+        instruction: str | None = None,
+    ) -> np.ndarray:
+        """Embed passages (no prefix; pass `instruction` for symmetric tasks) -> (n, d) float32."""
+        prefix = query_prefix(instruction) if instruction else ""
+        return self._encode(texts, prefix, batch_size, max_length, show_progress)
+
+    @torch.inference_mode()
+    def _encode(
+        self, texts: Sequence[str], prefix: str, batch_size: int, max_length: int | None, show_progress: bool | None
+    ) -> np.ndarray:
+        texts = check_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        rows = token_ids(self.tokenizer, texts, prefix, max_length or self.max_length)
+        pool_start = self._pool_start(prefix)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))  # longest first: OOM shows early
+        if show_progress is None:
+            show_progress = len(texts) >= PROGRESS_THRESHOLD
+        was_training = self.training
+        self.eval()
+        device = self.device
+        with tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress) as bar:
+            start = 0
+            while start < len(order):
+                chunk = order[start : start + batch_size]
+                batch = collate([rows[i] for i in chunk], self.tokenizer.pad_token_id, pool_start).to(device)
+                try:
+                    emb = self(batch.input_ids, batch.attention_mask, batch.pool_mask)
+                except torch.OutOfMemoryError:
+                    if batch_size == 1:
+                        raise
+                    batch_size = max(1, batch_size // 2)
+                    torch.cuda.empty_cache()
+                    logger.warning("out of memory: retrying with batch size %d", batch_size)
+                    continue
+                out[chunk] = emb.float().cpu().numpy()
+                start += len(chunk)
+                bar.update(len(chunk))
+        self.train(was_training)
+        return out
+
+    # ----------------------------------------------------------------- saving
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Write this model in the released NV-Embed layout (loadable by `from_pretrained`)."""
+        state = {k: (v.to(dtype) if dtype is not None else v) for k, v in self.state_dict().items()}
+        self.config.extra.setdefault("max_length", self.max_length)
+        save_checkpoint(state, self.config, path)
+        self.tokenizer.save_pretrained(str(path))
+
+    # ----------------------------------------------------------------- loading
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        attn_implementation: str | None = None,
+        latent_config: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> NVEmbedModel:
+        """Load an NV-Embed checkpoint, a plain decoder (fresh latent layer), or `"default"`.
+
+        `latent_config` overrides the latent layer's sizes for a plain decoder; `seed` makes its fresh
+        initialisation reproducible.
+        """
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        attn = attn_implementation or default_attention(device)
+        if str(name_or_path) == "default":
+            from .default import default_model_path
+
+            name_or_path = default_model_path()
+        path = Path(name_or_path)
+        if not path.exists():
+            path = _download(str(name_or_path))
+        if is_nvembed_dir(path):
+            return cls._from_nvembed_dir(path, device, dtype, attn)
+        if (path / "config.json").is_file():
+            return cls.from_decoder(path, device, dtype, attn, latent_config, seed)
+        raise FileNotFoundError(f"{path}: no config.json; not an NV-Embed checkpoint or a Hugging Face decoder")
+
+    @classmethod
+    def _from_nvembed_dir(cls, path: Path, device: torch.device, dtype: torch.dtype, attn: str) -> NVEmbedModel:
+        config = read_config(path)
+        make_bidirectional_config(config.text_config)
+        config.text_config._attn_implementation = attn
+        tokenizer = load_tokenizer(path)
+        with torch.device("meta"):
+            backbone = AutoModel.from_config(config.text_config, attn_implementation=attn)
+            model = cls(config, backbone, tokenizer)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        check_keys(expected, checkpoint_shapes(path), source=str(path))
+        state = {k: v.to(dtype) for k, v in iter_tensors(path, device=str(device))}
+        model.load_state_dict(state, strict=True, assign=True)
+        _rebuild_buffers(model.embedding_model, device)
+        model.config.extra.setdefault("name", path.name)
+        make_bidirectional(model.embedding_model)
+        return model.eval()
+
+    @classmethod
+    def from_decoder(
+        cls,
+        path: str | os.PathLike,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        attn_implementation: str | None = None,
+        latent_config: dict[str, Any] | None = None,
+        seed: int = 0,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> NVEmbedModel:
+        """A plain Hugging Face decoder as the backbone, with a freshly initialised latent layer."""
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        attn = attn_implementation or default_attention(device)
+        check_supported(AutoConfig.from_pretrained(str(path)), source=str(path))
+        backbone = AutoModel.from_pretrained(str(path), dtype=dtype, attn_implementation=attn)
+        tokenizer = ensure_bos(tokenizer or load_tokenizer(path))
+        return cls.from_backbone(backbone, tokenizer, latent_config, seed, name=Path(path).name).to(device)
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        latent_config: dict[str, Any] | None = None,
+        seed: int = 0,
+        name: str = "nvembed",
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ) -> NVEmbedModel:
+        """Wrap a built decoder: make it bidirectional and add a latent layer sized by the reference's ratios."""
+        make_bidirectional(backbone)
+        latent = LatentAttentionConfig.for_hidden_size(backbone.config.hidden_size, **(latent_config or {}))
+        config = NVEmbedConfig(
+            text_config=backbone.config,
+            latent=latent,
+            extra={"name": name, "trained": False, "max_length": max_length},
+        )
+        weight = next(backbone.parameters())
+        with torch.random.fork_rng(devices=[]):  # reproducible latent layer, caller's RNG untouched
+            torch.manual_seed(seed)
+            model = cls(config, backbone, ensure_pad(ensure_bos(tokenizer)))
+        model.latent_attention_model.to(dtype=weight.dtype, device=weight.device)
+        return model.eval()
+
+
+def _rebuild_buffers(backbone: nn.Module, device: torch.device) -> None:
+    """Recompute non-persistent buffers (rotary frequencies) left on the meta device by the lazy build."""
+    for name, module in list(backbone.named_modules()):
+        if name.endswith("rotary_emb"):
+            with torch.device("cpu"):
+                fresh = type(module)(config=backbone.config).to(device)
+            parent = backbone.get_submodule(name.rsplit(".", 1)[0]) if "." in name else backbone
+            setattr(parent, name.rsplit(".", 1)[-1], fresh)
+    leftovers = [n for n, b in backbone.named_buffers() if b.is_meta]
+    if leftovers:
+        raise RuntimeError(f"buffers not restored after loading: {leftovers[:3]}")
+
+
+def _download(name: str) -> Path:
+    """Fetch a hub checkpoint when a hub is reachable (never in tests)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as exc:  # offline, unknown repo, no permission: one clear message
+        raise FileNotFoundError(f"{name!r} is not a local directory and could not be fetched from a hub: {exc}") from exc
