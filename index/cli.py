@@ -1,0 +1,106 @@
+"""Shared pieces of the command-line tools: common options, model loading, error handling.
+
+Each tool (`ingest.py`, `search.py`, `delete.py`, `list.py`) is a thin layer over the `Index` facade; this
+module keeps them short. Errors the index raises on purpose are printed as one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_INDEX_DIR, INDEX_DIR_ENV, resolve_index_dir
+from .errors import IndexNotFoundError, IndexStoreError
+from .store import DB_NAME, Store
+
+INDEX_HELP = (f"index directory (default: ${INDEX_DIR_ENV} if set, else ./{DEFAULT_INDEX_DIR} "
+              "under the current directory)")
+MODEL_HELP = ("encoder: 'default', a local NV-Embed directory, or hash:DIM / random:DIM (stand-ins without a "
+              "model, for tests). Default: the model the index was built with, else 'default'")
+
+
+def add_index_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", metavar="DIR", default=None, help=INDEX_HELP)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="NAME_OR_PATH", default=None, help=MODEL_HELP)
+    parser.add_argument("--device", default=None, help="torch device for the model (default: cuda if present, else cpu)")
+
+
+def stored_model_source(directory: Path) -> str | None:
+    """The `--model` value recorded when the index was built (None for a new index)."""
+    if not (directory / DB_NAME).exists():
+        return None
+    store = Store(directory)
+    try:
+        record = store.record()
+        return record.model_source if record is not None else None
+    finally:
+        store.close()
+
+
+def load_encoder(spec: str | None, directory: Path, device: str | None = None) -> tuple[Any, str]:
+    """(encoder, source string to record) for `--model`, defaulting to what the index was built with."""
+    from .testing import parse_stand_in
+
+    source = spec or stored_model_source(directory) or "default"
+    stand_in = parse_stand_in(source)
+    if stand_in is not None:
+        return stand_in, source
+    path = Path(source).expanduser()
+    if path.exists():
+        source = str(path.resolve())
+    try:
+        from encoder import NVEmbedModel
+    except ImportError as exc:
+        raise IndexStoreError(f"cannot import the encoder package to load model {source!r}: {exc}") from None
+    try:
+        model = NVEmbedModel.from_pretrained(source, device=device)
+    except (OSError, ValueError) as exc:
+        raise IndexStoreError(f"cannot load model {source!r}: {exc}") from None
+    return model, source
+
+
+def resolve_instruction(value: str | None) -> str | None:
+    """A task name or free text for `--instruction`, through `encoder.instructions` when available."""
+    if value is None:
+        return None
+    try:
+        from encoder.instructions import get_instruction
+    except ImportError:
+        return value
+    try:
+        return get_instruction(value)
+    except (KeyError, ValueError):
+        return value
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a tool's main, turning the index's own errors into a one-line message and exit status 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return main(argv)
+    except IndexNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except IndexStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: everything committed so far is kept; run the command again to resume", file=sys.stderr)
+        return 130
+
+
+def index_dir(args: argparse.Namespace) -> Path:
+    return resolve_index_dir(args.index)

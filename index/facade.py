@@ -1,0 +1,628 @@
+"""The `Index` facade: open, ingest, upsert, delete, search, context, documents, check/repair, close.
+
+The app, the tests and the CLI all go through this class. It owns an index directory:
+
+    <dir>/meta.sqlite3            documents, chunks, FTS5 table, the index record (WAL mode)
+    <dir>/vectors-<gen>.faiss     the FAISS index matching the committed rows (see writer.py)
+    <dir>/write.lock              the writer lock (flock; released by the OS if the process dies)
+    <dir>/writer.json             who holds / last held it, for error messages
+
+Readers never take the lock: each search first compares the committed generation with the one it has
+loaded and reloads the vector file when another process committed. Writers (ingest, upsert, delete,
+repair, reindex) take the lock for the whole operation, so one writer runs at a time and readers carry on.
+An `Index` is safe to share between threads (a re-entrant mutex serialises calls), e.g. in Streamlit's
+`st.cache_resource`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+from sqlalchemy import select
+from sqlalchemy import text as sql_text
+
+from . import consistency
+from .chunking import chunk_document
+from .config import ChunkingConfig, IndexConfig, VectorConfig, resolve_index_dir
+from .encoders import Encoder, TokenCounter
+from .errors import (
+    InconsistentIndexError,
+    IndexLockedError,
+    IndexNotFoundError,
+    InvalidInputError,
+    LoadError,
+    ModelMismatchError,
+    SettingsMismatchError,
+)
+from .filters import Filters, normalise_path
+from .loaders import Block, detect_kind
+from .pipeline import IngestReport, IngestRun, read_file
+from .rag import RagContext, build_context
+from .retrieval import SearchConfig, SearchResult, run_search
+from .store import DB_NAME, SCHEMA_VERSION, Chunk, Document, IndexRecord, Store
+from .vectors import VectorIndex
+from .writer import Changes, CommitResult, commit, stray_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DocumentInfo:
+    path: str
+    kind: str
+    title: str | None
+    size: int
+    mtime: float
+    pages: int | None
+    chunks: int
+    encoding: str | None
+    content_hash: str
+    ingested_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DeleteReport:
+    deleted: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    chunks_removed: int = 0
+
+
+@dataclass
+class IndexStats:
+    directory: str
+    documents: int
+    chunks: int
+    vectors: int
+    model_name: str
+    model_fingerprint: str
+    model_source: str | None
+    dimension: int
+    chunking: dict[str, int]
+    vector_kind: str
+    search_device: str
+    generation: int
+    disk_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Index:
+    """An index directory opened for searching and (with an encoder) writing. Use `Index.open`."""
+
+    def __init__(self, directory: Path, store: Store, encoder: Any, config: IndexConfig):
+        self.directory = directory
+        self.store = store
+        self.encoder = encoder
+        self.config = config
+        self._mutex = threading.RLock()
+        self._lock = FileLock(str(directory / "write.lock"), thread_local=False)
+        self._lock_depth = 0
+        self._generation = -1
+        self._counter: TokenCounter | None = TokenCounter(encoder) if encoder is not None else None
+        self._record_updates: dict[str, Any] = {}
+        self.record: IndexRecord = store.record()
+        self.chunking = self._stored_chunking()
+        self.vector_config = self._stored_vector_config()
+        self.vectors = VectorIndex(self.record.dimension, self.vector_config)
+        self.consistency: consistency.ConsistencyReport | None = None
+        self.reindexed_model = False
+        self.closed = False
+
+    # ------------------------------------------------------------------------------------- open ----
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str] | None = None, encoder: Encoder | None = None, *,
+             config: IndexConfig | None = None, reindex: bool = False, model_source: str | None = None,
+             create: bool = True, repair: bool = True) -> Index:
+        """Open (or, with an encoder, create) the index in `directory` (default: see `resolve_index_dir`).
+
+        - `encoder`: needed to create, ingest and run dense search; its fingerprint must match the one the
+          index was built with, unless `reindex` (then every stored passage is re-embedded with it).
+        - `config.chunking` differing from the stored settings is an error unless `reindex` (then changed
+          documents are re-chunked on the next ingest).
+        - On open, when no other writer is active, leftovers of an interrupted commit are deleted and the
+          vectors are checked against the database; a problem is repaired when possible and reported in
+          `index.consistency` otherwise.
+        """
+        config = config or IndexConfig()
+        directory = resolve_index_dir(directory)
+        if directory.exists() and not directory.is_dir():
+            raise InvalidInputError(f"index path {directory} exists and is not a directory")
+        has_db = (directory / DB_NAME).exists()
+        if not has_db and (encoder is None or not create):
+            raise IndexNotFoundError(
+                f"no index at {directory}: build one with `python -m index.ingest DOCS_DIR --index {directory}`"
+            )
+        if encoder is not None:
+            _validate_encoder(encoder)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot create index directory {directory}: {exc.strerror}") from None
+        store = Store(directory)
+        if not has_db or store.record() is None:
+            if encoder is None:
+                raise IndexNotFoundError(f"index at {directory} was never completed; ingest into it with a model")
+            cls._create(directory, store, encoder, config, model_source)
+        ix = cls(directory, store, encoder, config)
+        try:
+            ix._configure(config, reindex, model_source)
+            ix._load_vectors()
+            if encoder is not None:
+                ix._check_model(reindex)
+            if repair:
+                ix._maintain()
+        except BaseException:
+            ix.close()
+            raise
+        return ix
+
+    @staticmethod
+    def _create(directory: Path, store: Store, encoder: Any, config: IndexConfig, model_source: str | None) -> None:
+        chunking = config.chunking or ChunkingConfig()
+        chunking.validate(int(encoder.max_length))
+        vcfg = config.vectors or VectorConfig()
+        vcfg.validate()
+        lock = FileLock(str(directory / "write.lock"), thread_local=False)
+        with _acquire(lock, directory, config.lock_timeout):
+            store.create_schema()
+            with store.session() as s:
+                if s.get(IndexRecord, 1) is None:
+                    now = time.time()
+                    s.add(IndexRecord(
+                        id=1, schema_version=SCHEMA_VERSION, model_name=str(encoder.name),
+                        model_fingerprint=str(encoder.fingerprint), model_source=model_source,
+                        dimension=int(encoder.dimension), max_length=int(encoder.max_length),
+                        chunk_tokens=chunking.chunk_tokens, overlap_tokens=chunking.overlap_tokens,
+                        section_tokens=chunking.section_tokens, vector_kind=vcfg.kind, nlist=vcfg.nlist,
+                        nprobe=vcfg.nprobe, ivf_min_vectors=vcfg.ivf_min_vectors, generation=0,
+                        vector_file=None, created_at=now, updated_at=now,
+                    ))
+                    s.commit()
+
+    def _stored_chunking(self) -> ChunkingConfig:
+        r = self.record
+        return ChunkingConfig(r.chunk_tokens, r.overlap_tokens, r.section_tokens)
+
+    def _stored_vector_config(self) -> VectorConfig:
+        r = self.record
+        gpu = self.config.vectors.gpu if self.config.vectors else "auto"
+        return VectorConfig(kind=r.vector_kind, ivf_min_vectors=r.ivf_min_vectors, nlist=r.nlist, nprobe=r.nprobe, gpu=gpu)
+
+    def _configure(self, config: IndexConfig, reindex: bool, model_source: str | None) -> None:
+        requested = config.chunking
+        if requested is not None and requested.signature != self.chunking.signature:
+            docs, _ = self.store.count()
+            if docs and not reindex:
+                c = self.chunking
+                raise SettingsMismatchError(
+                    f"index at {self.directory} was built with chunk_tokens={c.chunk_tokens}, "
+                    f"overlap={c.overlap_tokens}; you asked for chunk_tokens={requested.chunk_tokens}, "
+                    f"overlap={requested.overlap_tokens}. Leave the options out to keep the stored ones, or "
+                    "pass reindex=True (CLI: --reindex) to re-chunk the documents with the new settings"
+                )
+            self.chunking = requested
+            self._record_updates.update(chunk_tokens=requested.chunk_tokens, overlap_tokens=requested.overlap_tokens,
+                                        section_tokens=requested.section_tokens)
+        if self.encoder is not None and self.record.model_fingerprint == self.encoder.fingerprint:
+            self.chunking.validate(int(self.encoder.max_length))
+        if config.vectors is not None:
+            v = config.vectors
+            v.validate()
+            self.vector_config = v
+            self.vectors.config = v
+            stored = (self.record.vector_kind, self.record.nlist, self.record.nprobe, self.record.ivf_min_vectors)
+            if stored != (v.kind, v.nlist, v.nprobe, v.ivf_min_vectors):
+                self._record_updates.update(vector_kind=v.kind, nlist=v.nlist, nprobe=v.nprobe,
+                                            ivf_min_vectors=v.ivf_min_vectors)
+        if model_source and model_source != self.record.model_source and self.encoder is not None \
+                and self.encoder.fingerprint == self.record.model_fingerprint:
+            self._record_updates["model_source"] = model_source
+
+    def _check_model(self, reindex: bool) -> None:
+        enc, rec = self.encoder, self.record
+        if str(enc.fingerprint) == rec.model_fingerprint and int(enc.dimension) == rec.dimension:
+            return
+        if not reindex:
+            raise ModelMismatchError(
+                f"index at {self.directory} was built with model {rec.model_name!r} (fingerprint "
+                f"{rec.model_fingerprint}, dimension {rec.dimension}), but the model given is {enc.name!r} "
+                f"(fingerprint {enc.fingerprint}, dimension {enc.dimension}). Use the same model, or pass "
+                "reindex=True (CLI: --reindex) to re-embed every passage with the new model"
+            )
+        self._reindex_model()
+
+    # ---------------------------------------------------------------------------- disk state ----
+    def _load_vectors(self) -> None:
+        """Load the committed vector file (retrying if a writer replaces it meanwhile)."""
+        for _attempt in range(5):
+            generation, name = self.store.generation()
+            if name is None:
+                self.vectors = VectorIndex(self.record.dimension, self.vector_config)
+                self._generation = generation
+                return
+            try:
+                self.vectors = VectorIndex.load(self.directory / name, self.record.dimension, self.vector_config)
+                self._generation = generation
+                return
+            except RuntimeError as exc:
+                if (self.directory / name).exists():
+                    raise InconsistentIndexError(f"vector file {self.directory / name} cannot be read: {exc}") from None
+                time.sleep(0.05)  # a writer just replaced it: read the new pointer
+        log.warning("vector file %s is missing; dense search sees no vectors until the index is repaired", name)
+        self.vectors = VectorIndex(self.record.dimension, self.vector_config)
+        self._generation = generation
+
+    def refresh(self) -> bool:
+        """Reload the vector file and record if another process committed. True when it did."""
+        with self._mutex:
+            generation, _ = self.store.generation()
+            if generation == self._generation:
+                return False
+            self.record = self.store.record()
+            if self.encoder is not None and self.record.model_fingerprint != str(self.encoder.fingerprint):
+                raise ModelMismatchError(
+                    f"index at {self.directory} was re-embedded by another process with model "
+                    f"{self.record.model_name!r} (fingerprint {self.record.model_fingerprint}); this process "
+                    f"has {self.encoder.name!r} (fingerprint {self.encoder.fingerprint}): reopen it with that model"
+                )
+            if not self._record_updates:
+                self.chunking = self._stored_chunking()
+            self._load_vectors()
+            return True
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the writer lock (re-entrant) and start from the latest committed state."""
+        with self._mutex:
+            self._ensure_open()
+            if self._lock_depth == 0:
+                with _acquire(self._lock, self.directory, self.config.lock_timeout, hold=True):
+                    self._lock_depth = 1
+                    try:
+                        self.refresh()
+                        yield
+                    finally:
+                        self._lock_depth = 0
+            else:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+
+    def _commit(self, changes: Changes) -> CommitResult:
+        if self._lock_depth == 0:
+            raise RuntimeError("commit outside the writer lock")
+        if self._record_updates:
+            changes.record = {**self._record_updates, **changes.record}
+        try:
+            result = commit(self.directory, self.store, self.vectors, changes)
+        except BaseException:
+            self._generation = -1
+            self._load_vectors()  # the in-memory index was changed: go back to the committed file
+            raise
+        if changes.rebuild is not None:
+            self.vectors = changes.rebuild
+        self._generation = result.generation
+        self._record_updates = {}
+        self.record = self.store.record()
+        return result
+
+    def _maintain(self) -> None:
+        """On open, if no writer is active: delete leftovers, check consistency, repair what can be."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return  # another process is writing: its commits are in flight, do not touch anything
+        try:
+            self._lock_depth = 1
+            self.refresh()
+            for path in stray_files(self.directory, self.store.generation()[1]):
+                path.unlink(missing_ok=True)
+            report = consistency.check(self.directory, self.store, self.vectors, fts=False)
+            if not report.ok:
+                log.warning("index %s: %s; repairing", self.directory, report.describe())
+                try:
+                    report = self._repair(report)
+                except InconsistentIndexError as exc:
+                    log.warning("%s", exc)
+            self.consistency = report
+        finally:
+            self._lock_depth = 0
+            self._lock.release()
+
+    # ------------------------------------------------------------------------------ embedding ----
+    def _require_encoder(self, what: str) -> Any:
+        if self.encoder is None:
+            raise InvalidInputError(f"{what} needs the model: open the index with an encoder")
+        return self.encoder
+
+    def _embed_passages(self, texts: list[str], encoder: Any = None) -> np.ndarray:
+        encoder = encoder or self._require_encoder("embedding passages")
+        vectors = np.asarray(encoder.encode_passages(texts, batch_size=self.config.ingest.batch_size,
+                                                     show_progress=False), dtype=np.float32)
+        if vectors.shape != (len(texts), int(encoder.dimension)):
+            raise InvalidInputError(
+                f"encoder {encoder.name!r} returned vectors of shape {vectors.shape} for {len(texts)} passages "
+                f"(expected ({len(texts)}, {encoder.dimension}))"
+            )
+        if not np.isfinite(vectors).all():
+            raise InvalidInputError(f"encoder {encoder.name!r} returned NaN or infinite values")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            vectors = vectors / np.clip(norms, 1e-12, None)
+        return np.ascontiguousarray(vectors)
+
+    # ------------------------------------------------------------------------------- writing ----
+    def ingest(self, folder: str | os.PathLike[str], *, prune: bool | None = None, force: bool = False,
+               progress: bool = False) -> IngestReport:
+        """Add new, re-embed changed, skip unchanged files under `folder`; prune vanished ones (default on)."""
+        self._require_encoder("ingest")
+        prune = self.config.ingest.prune if prune is None else prune
+        report = IngestReport(root=normalise_path(folder))
+        with self._writing():
+            return IngestRun(self, report, force=force, progress=progress).run(folder, prune)
+
+    def upsert(self, path: str | os.PathLike[str], content: bytes | None = None, *, kind: str | None = None,
+               mtime: float | None = None) -> IngestReport:
+        """Add or replace one document: the file at `path`, or `content` stored under the name `path`.
+
+        Raises `LoadError` (naming the path) when it cannot be read or parsed; stored data is then untouched.
+        """
+        self._require_encoder("upsert")
+        key = normalise_path(path)
+        kind = kind or detect_kind(key)
+        if kind is None:
+            raise InvalidInputError(f"{path}: unsupported document type (supported: txt, md, html, pdf, docx)")
+        max_bytes = int(self.config.ingest.max_file_mb * 1e6)
+        try:
+            if content is None:
+                data, st = read_file(key, max_bytes)
+                size, file_mtime = st.st_size, st.st_mtime
+            else:
+                data = bytes(content)
+                if len(data) > max_bytes:
+                    raise LoadError(f"content too large ({len(data) / 1e6:.1f} MB)")
+                size, file_mtime = len(data), time.time() if mtime is None else float(mtime)
+            with self._writing():
+                return IngestRun(self, IngestReport(root=key)).one(key, data, size, file_mtime, kind)
+        except LoadError as exc:
+            raise LoadError(f"{path}: {exc}") from None
+
+    def delete(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> DeleteReport:
+        """Remove documents by path; a directory path removes every document under it."""
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        report = DeleteReport()
+        with self._writing():
+            targets: list[str] = []
+            for raw in paths:
+                key = normalise_path(raw)
+                exact = self.store.documents_by_path([key])
+                under = {p for p in self.store.documents_by_path(prefix=key.rstrip(os.sep) + os.sep)}
+                found = sorted(set(exact) | under)
+                if found:
+                    targets.extend(p for p in found if p not in targets)
+                else:
+                    report.not_found.append(str(raw))
+            if targets:
+                result = self._commit(Changes(deletes=targets))
+                report.deleted = result.deleted_paths
+                report.chunks_removed = len(result.removed_ids)
+        return report
+
+    def repair(self) -> consistency.ConsistencyReport:
+        """Check the index and fix what it can; raises `InconsistentIndexError` for what needs the model."""
+        with self._writing():
+            report = consistency.check(self.directory, self.store, self.vectors)
+            for path in stray_files(self.directory, self.store.generation()[1]):
+                path.unlink(missing_ok=True)
+            return self._repair(report) if not report.ok else report
+
+    def _repair(self, report: consistency.ConsistencyReport) -> consistency.ConsistencyReport:
+        changes = Changes()
+        dups = report.duplicate_vectors
+        if dups:
+            keep = self.vectors.reconstruct(dups)
+            changes.add_vectors.append((np.asarray(dups, dtype=np.int64), keep))
+        changes.remove_vector_ids = list(report.orphan_vectors) + list(dups)
+        missing = report.missing_vectors
+        unresolved = 0
+        if missing and self.encoder is not None:
+            rows = self.store.chunks_by_id(missing)
+            ids = [i for i in missing if i in rows]
+            for start in range(0, len(ids), 1024):
+                part = ids[start : start + 1024]
+                vecs = self._embed_passages([rows[i][0].text for i in part])
+                changes.add_vectors.append((np.asarray(part, dtype=np.int64), vecs))
+        elif missing:
+            unresolved = len(missing)
+        if not report.fts_ok:
+            self.store.rebuild_fts()
+        if changes.remove_vector_ids or changes.add_vectors:
+            self._commit(changes)
+        after = consistency.check(self.directory, self.store, self.vectors, fts=not report.fts_ok)
+        if unresolved:
+            raise InconsistentIndexError(
+                f"index at {self.directory}: {unresolved} passages have no vector; open it with the model "
+                "(e.g. run `python -m index.ingest` on it) to re-embed them from their stored text"
+            )
+        return after
+
+    def _reindex_model(self) -> None:
+        """Re-embed every stored passage with `self.encoder` (re-split those over its max_length)."""
+        enc = self.encoder
+        counter = TokenCounter(enc)
+        chunking = self.chunking
+        if chunking.chunk_tokens > counter.max_length:
+            chunking = replace(chunking, chunk_tokens=counter.max_length,
+                               overlap_tokens=min(chunking.overlap_tokens, counter.max_length // 2))
+        with self._writing():
+            over_docs: set[int] = set()
+            for batch in self.store.iter_chunks():
+                counts = counter.count([row[2] for row in batch])
+                over_docs.update(row[1] for row, n in zip(batch, counts, strict=True) if n > counter.max_length)
+            vcfg = replace(self.vector_config)
+            changes = Changes(rebuild=VectorIndex(int(enc.dimension), vcfg), record=dict(
+                model_name=str(enc.name), model_fingerprint=str(enc.fingerprint), dimension=int(enc.dimension),
+                max_length=int(enc.max_length), chunk_tokens=chunking.chunk_tokens,
+                overlap_tokens=chunking.overlap_tokens, section_tokens=chunking.section_tokens,
+            ))
+            for batch in self.store.iter_chunks():
+                keep = [row for row in batch if row[1] not in over_docs]
+                if keep:
+                    vecs = self._embed_passages([row[2] for row in keep], enc)
+                    changes.add_vectors.append((np.asarray([row[0] for row in keep], dtype=np.int64), vecs))
+            for doc_id in sorted(over_docs):
+                with self.store.session() as s:
+                    rows = s.execute(select(Chunk).where(Chunk.document_id == doc_id).order_by(Chunk.ordinal)).scalars().all()
+                pieces = []
+                for row in rows:
+                    local = chunk_document(row.text, [Block(0, len(row.text), row.page)], counter, chunking)
+                    pieces.extend(replace(p, start=p.start + row.char_start, end=p.end + row.char_start) for p in local)
+                pieces = [replace(p, ordinal=i) for i, p in enumerate(pieces)]
+                changes.replace_chunks.append((doc_id, pieces, self._embed_passages([p.text for p in pieces], enc)))
+            self._commit(changes)
+            self._counter = counter
+            self.chunking = chunking
+            self.reindexed_model = True
+            log.info("re-embedded %d passages with %s", self.vectors.ntotal, enc.name)
+
+    # ------------------------------------------------------------------------------- reading ----
+    def search(self, query: str, k: int = 10, *, mode: str | None = None, filters: Filters | None = None,
+               instruction: str | None = None, config: SearchConfig | None = None) -> list[SearchResult]:
+        """Top-k passages for `query`: mode dense (default), keyword or hybrid (see `retrieval.py`).
+
+        `filters` apply inside the search; `instruction` overrides the encoder's query instruction;
+        `config` sets the hybrid weights and RRF constant (`mode`, when given, overrides its mode).
+        """
+        with self._mutex:
+            self._ensure_open()
+            self.refresh()
+            config = config or SearchConfig()
+            if mode is not None:
+                config = replace(config, mode=mode)
+            return run_search(self.store, self.vectors, self.encoder, query, k, config, filters, instruction)
+
+    def context(self, query: str, budget_tokens: int = 2000, k: int = 10, *, mode: str | None = None,
+                filters: Filters | None = None, instruction: str | None = None,
+                count_tokens: Any = None) -> RagContext:
+        """The top passages as a prompt-ready block with numbered citations, within `budget_tokens`."""
+        results = self.search(query, k, mode=mode, filters=filters, instruction=instruction)
+        if count_tokens is None and self.encoder is not None:
+            count_tokens = self.encoder.count_tokens
+        return build_context(results, budget_tokens, count_tokens)
+
+    def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
+        """Stored documents (optionally filtered), sorted by path."""
+        with self._mutex:
+            self._ensure_open()
+            where, params = (filters or Filters()).to_sql()
+            stmt = select(Document).from_statement(
+                sql_text(f"SELECT d.* FROM documents d WHERE 1=1 {where} ORDER BY d.path")
+            )
+            with self.store.session() as s:
+                docs = s.execute(stmt, params).scalars().all()
+            return [DocumentInfo(d.path, d.kind, d.title, d.size, d.mtime, d.pages, d.n_chunks, d.encoding,
+                                 d.content_hash, d.ingested_at) for d in docs]
+
+    def stats(self) -> IndexStats:
+        with self._mutex:
+            self._ensure_open()
+            self.refresh()
+            docs, chunks = self.store.count()
+            r = self.record
+            disk = sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+            return IndexStats(str(self.directory), docs, chunks, self.vectors.ntotal, r.model_name, r.model_fingerprint,
+                              r.model_source, r.dimension, {"chunk_tokens": r.chunk_tokens,
+                                                            "overlap_tokens": r.overlap_tokens},
+                              self.vectors.kind, self.vectors.search_device, r.generation, disk)
+
+    def check(self) -> consistency.ConsistencyReport:
+        """Compare the vectors with the database (read-only)."""
+        with self._mutex:
+            self._ensure_open()
+            self.refresh()
+            return consistency.check(self.directory, self.store, self.vectors)
+
+    # ------------------------------------------------------------------------------ lifecycle ----
+    def _ensure_open(self) -> None:
+        if self.closed:
+            raise InvalidInputError(f"index at {self.directory} is closed")
+
+    def close(self) -> None:
+        with self._mutex:
+            if self.closed:
+                return
+            self.closed = True
+            self.store.close()
+            self.vectors._gpu = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.directory)!r}, model={self.record.model_name!r}, vectors={self.vectors.ntotal})"
+
+
+def _validate_encoder(encoder: Any) -> None:
+    missing = [a for a in ("dimension", "max_length", "name", "fingerprint", "count_tokens", "encode_queries",
+                           "encode_passages") if not hasattr(encoder, a)]
+    if missing:
+        raise InvalidInputError(f"encoder {type(encoder).__name__} lacks {', '.join(missing)} (see index.encoders.Encoder)")
+
+
+@contextmanager
+def _acquire(lock: FileLock, directory: Path, timeout: float, hold: bool = True) -> Iterator[None]:
+    """Take the writer lock or raise `IndexLockedError` saying who holds it."""
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        holder = ""
+        try:
+            info = json.loads((directory / "writer.json").read_text())
+            holder = f" (held by pid {info.get('pid')} on {info.get('host')} since {info.get('since')})"
+        except (OSError, ValueError):
+            pass
+        raise IndexLockedError(
+            f"index at {directory} is being written by another process{holder}; waited {timeout:g} s. "
+            "Try again when it finishes (searching works meanwhile)"
+        ) from None
+    try:
+        try:
+            (directory / "writer.json").write_text(json.dumps({
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }))
+        except OSError:
+            pass
+        yield
+    finally:
+        lock.release()
+
+
+def open_index(directory: str | os.PathLike[str] | None = None, encoder: Encoder | None = None, **kwargs: Any) -> Index:
+    """`Index.open` as a function (exported as `index.open`)."""
+    return Index.open(directory, encoder, **kwargs)
+
+
+__all__ = ["DeleteReport", "DocumentInfo", "Index", "IndexStats", "open_index"]

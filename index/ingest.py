@@ -1,0 +1,76 @@
+"""`python -m index.ingest DOCS_DIR`: build or update an index from a folder of documents.
+
+Thin CLI over `Index.ingest`; prints a progress bar and a summary (added, updated, unchanged, removed,
+failed with reasons, elapsed time). See docs/index.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import add_index_option, add_model_options, index_dir, load_encoder, print_json, run
+from .config import ChunkingConfig, IndexConfig, IngestConfig, VectorConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m index.ingest", description=__doc__.splitlines()[0])
+    p.add_argument("docs", metavar="DOCS_DIR", help="folder (or single file) to ingest")
+    add_index_option(p)
+    add_model_options(p)
+    p.add_argument("--chunk-tokens", type=int, default=None, help="passage size in the model's tokens (default 256; "
+                   "stored in the index)")
+    p.add_argument("--overlap", type=int, default=None, help="tokens repeated between passages of a section (default 32)")
+    p.add_argument("--prune", dest="prune", action="store_true", default=True,
+                   help="remove documents whose files are gone from DOCS_DIR (default)")
+    p.add_argument("--no-prune", dest="prune", action="store_false", help="keep documents whose files are gone")
+    p.add_argument("--reindex", action="store_true", help="re-embed everything: with a different --model, or to "
+                   "apply new --chunk-tokens/--overlap")
+    p.add_argument("--vector-index", choices=["flat", "ivf"], default=None,
+                   help="flat: exact (default); ivf: approximate, trained once there are enough vectors")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF lists searched per query (default 32)")
+    p.add_argument("--batch-size", type=int, default=32, help="passages per encoder batch")
+    p.add_argument("--commit-every", type=int, default=4096, metavar="N", help="commit every N new passages")
+    p.add_argument("--max-file-mb", type=float, default=200.0, help="skip (and report) larger files")
+    p.add_argument("--include-hidden", action="store_true", help="also ingest dot-files and dot-directories")
+    p.add_argument("--no-follow-symlinks", action="store_true", help="do not follow symbolic links")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--verbose", "-v", action="store_true", help="list skipped files and warnings too")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when a file failed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .facade import Index
+
+    directory = index_dir(args)
+    encoder, source = load_encoder(args.model, directory, args.device)
+    chunking = None
+    if args.chunk_tokens is not None or args.overlap is not None:
+        base = ChunkingConfig()
+        chunk_tokens = args.chunk_tokens if args.chunk_tokens is not None else base.chunk_tokens
+        overlap = args.overlap if args.overlap is not None else min(base.overlap_tokens, chunk_tokens // 2)
+        chunking = ChunkingConfig(chunk_tokens, overlap)
+    vectors = None
+    if args.vector_index is not None or args.nprobe is not None:
+        vectors = VectorConfig(kind=args.vector_index or "flat", nprobe=args.nprobe or 32)
+    config = IndexConfig(chunking=chunking, vectors=vectors, ingest=IngestConfig(
+        batch_size=args.batch_size, commit_every_chunks=args.commit_every, max_file_mb=args.max_file_mb,
+        prune=args.prune, include_hidden=args.include_hidden, follow_symlinks=not args.no_follow_symlinks,
+    ))
+    with Index.open(directory, encoder, config=config, reindex=args.reindex, model_source=source) as ix:
+        force = args.reindex and not ix.reindexed_model
+        report = ix.ingest(args.docs, prune=args.prune, force=force, progress=not (args.quiet or args.json))
+        if args.json:
+            print_json(report.to_dict())
+        else:
+            print(report.summary(verbose=args.verbose))
+            docs, chunks = ix.store.count()
+            print(f"index {ix.directory}: {docs} documents, {chunks} passages, model {ix.record.model_name}")
+    return 1 if args.strict and report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

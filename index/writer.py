@@ -1,0 +1,183 @@
+"""The one way an index changes on disk: an atomic commit of database rows and a new vector file.
+
+A commit, under the writer lock:
+1. applies the changes to the database inside one transaction (not yet committed), which gives the new
+   chunks their ids;
+2. applies them to the in-memory FAISS index (remove old ids, add new vectors, train IVF if due);
+3. writes the whole FAISS index to `vectors-<generation>.faiss` (temporary file, fsync, rename);
+4. points `index_record.vector_file` at it and commits the transaction;
+5. deletes the previous vector file.
+
+The database commit is the single switch: a process killed before it leaves the old rows with the old
+vector file (plus a stray new file, deleted on the next open); killed after it, the new rows with the new
+file. So every committed chunk row has exactly its vector and there are no orphans, at every instant.
+If anything fails the transaction is rolled back and the caller reloads the committed vector file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert, select
+
+from .chunking import ChunkSpan
+from .store import Chunk, Document, IndexRecord, Store
+from .vectors import VectorIndex
+
+VECTOR_PREFIX = "vectors-"
+VECTOR_SUFFIX = ".faiss"
+
+
+def vector_file_name(generation: int) -> str:
+    return f"{VECTOR_PREFIX}{generation:08d}{VECTOR_SUFFIX}"
+
+
+@dataclass
+class DocumentWrite:
+    """A document to add or replace, with its passages and their vectors."""
+
+    path: str
+    kind: str
+    content_hash: str
+    size: int
+    mtime: float
+    chunking: str
+    chunks: list[ChunkSpan]
+    vectors: np.ndarray  # (len(chunks), d)
+    title: str | None = None
+    encoding: str | None = None
+    pages: int | None = None
+
+
+@dataclass
+class Changes:
+    """Everything one commit does. Empty lists change nothing; the vector file is rewritten regardless."""
+
+    writes: list[DocumentWrite] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)  # document paths
+    touches: list[tuple[str, int, float]] = field(default_factory=list)  # (path, size, mtime) only
+    remove_vector_ids: list[int] = field(default_factory=list)  # repair: orphan vectors
+    add_vectors: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # repair: (ids, vectors)
+    replace_chunks: list[tuple[int, list[ChunkSpan], np.ndarray]] = field(default_factory=list)  # reindex
+    record: dict[str, Any] = field(default_factory=dict)  # index_record fields to set
+    rebuild: VectorIndex | None = None  # replace the whole vector index (reindex with a new model)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.writes or self.deletes or self.touches or self.remove_vector_ids or self.add_vectors
+                    or self.replace_chunks or self.record or self.rebuild is not None)
+
+
+@dataclass
+class CommitResult:
+    generation: int
+    added_ids: list[int] = field(default_factory=list)
+    removed_ids: list[int] = field(default_factory=list)
+    deleted_paths: list[str] = field(default_factory=list)
+
+
+def _insert_chunks(session: Any, document_id: int, chunks: list[ChunkSpan]) -> list[int]:
+    if not chunks:
+        return []
+    rows = [
+        {"document_id": document_id, "ordinal": c.ordinal, "text": c.text, "char_start": c.start,
+         "char_end": c.end, "page": c.page, "token_count": c.token_count}
+        for c in chunks
+    ]
+    result = session.execute(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows)
+    return [int(r[0]) for r in result]
+
+
+def commit(directory: Path, store: Store, vectors: VectorIndex, changes: Changes) -> CommitResult:
+    """Apply `changes` atomically (see the module docstring). `vectors` is modified in place.
+
+    On an exception nothing is committed, the new vector file is removed, and `vectors` no longer matches
+    the disk: the caller must reload it from the committed file.
+    """
+    session = store.session()
+    new_path: Path | None = None
+    try:
+        rec = session.get(IndexRecord, 1)
+        old_file = rec.vector_file
+        removed: list[int] = []
+        added: list[tuple[list[int], np.ndarray]] = []
+        deleted: list[str] = []
+        paths = [w.path for w in changes.writes] + list(changes.deletes) + [t[0] for t in changes.touches]
+        existing: dict[str, Document] = {}
+        for i in range(0, len(paths), 500):
+            for doc in session.execute(select(Document).where(Document.path.in_(paths[i : i + 500]))).scalars():
+                existing[doc.path] = doc
+        for path in changes.deletes:
+            doc = existing.pop(path, None)
+            if doc is not None:
+                removed.extend(Store.delete_document(session, doc))
+                deleted.append(path)
+        for path, size, mtime in changes.touches:
+            doc = existing.get(path)
+            if doc is not None:
+                doc.size, doc.mtime = int(size), float(mtime)
+        now = Store.now()
+        for w in changes.writes:
+            doc = existing.get(w.path)
+            if doc is not None:
+                old_ids = session.execute(select(Chunk.id).where(Chunk.document_id == doc.id)).scalars().all()
+                removed.extend(old_ids)
+                session.execute(Chunk.__table__.delete().where(Chunk.document_id == doc.id))
+            else:
+                doc = Document(path=w.path)
+                session.add(doc)
+            doc.kind, doc.title, doc.content_hash = w.kind, w.title, w.content_hash
+            doc.size, doc.mtime, doc.encoding, doc.pages = int(w.size), float(w.mtime), w.encoding, w.pages
+            doc.chunking, doc.n_chunks, doc.ingested_at = w.chunking, len(w.chunks), now
+            session.flush()
+            added.append((_insert_chunks(session, doc.id, w.chunks), w.vectors))
+        for document_id, chunks, vecs in changes.replace_chunks:
+            old_ids = session.execute(select(Chunk.id).where(Chunk.document_id == document_id)).scalars().all()
+            removed.extend(old_ids)
+            session.execute(Chunk.__table__.delete().where(Chunk.document_id == document_id))
+            added.append((_insert_chunks(session, document_id, chunks), vecs))
+            doc = session.get(Document, document_id)
+            doc.n_chunks = len(chunks)
+        target = changes.rebuild if changes.rebuild is not None else vectors
+        target.remove(np.asarray(removed + list(changes.remove_vector_ids), dtype=np.int64))
+        for ids, vecs in added:
+            target.add(np.asarray(ids, dtype=np.int64), vecs)
+        for ids, vecs in changes.add_vectors:
+            target.add(ids, vecs)
+        target.maybe_train()
+        generation = rec.generation + 1
+        new_path = directory / vector_file_name(generation)
+        target.save(new_path)
+        rec.generation, rec.vector_file, rec.updated_at = generation, new_path.name, now
+        for key, value in changes.record.items():
+            setattr(rec, key, value)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        if new_path is not None and new_path.exists():
+            new_path.unlink()
+        raise
+    finally:
+        session.close()
+    if old_file and old_file != new_path.name:
+        try:
+            os.unlink(directory / old_file)
+        except OSError:
+            pass  # removed on the next open
+    return CommitResult(generation, [i for ids, _ in added for i in ids], removed, deleted)
+
+
+def stray_files(directory: Path, current: str | None) -> list[Path]:
+    """Vector files and temporaries left by an interrupted commit (safe to delete under the writer lock)."""
+    out = []
+    for p in directory.iterdir():
+        name = p.name
+        if name == current:
+            continue
+        if (name.startswith(VECTOR_PREFIX) and (name.endswith(VECTOR_SUFFIX) or ".tmp-" in name)):
+            out.append(p)
+    return out
