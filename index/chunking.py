@@ -140,29 +140,34 @@ def _pack(text: str, units: Iterator[_Unit], budget: int, config: ChunkingConfig
     return out
 
 
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
 def _finalise(text: str, spans: list[tuple[int, int, int | None]], counter: TokenCounter) -> list[ChunkSpan]:
     result: list[ChunkSpan] = []
-    pending = list(spans)
+    pending = [(*_strip(text, s, e), page) for s, e, page in spans]
+    pending = [p for p in pending if p[1] > p[0]]
     while pending:
         batch, pending = pending[:256], pending[256:]
         counts = counter.count([text[s:e] for s, e, _ in batch])
         redo: list[tuple[int, int, int | None]] = []
         for (s, e, page), n in zip(batch, counts, strict=True):
-            while s < e and text[s].isspace():
-                s += 1
-            while e > s and text[e - 1].isspace():
-                e -= 1
             if n <= counter.max_length or e - s <= 1:
-                if e > s:
-                    result.append(ChunkSpan(0, s, e, page, text[s:e], n))
+                result.append(ChunkSpan(0, s, e, page, text[s:e], n))
                 continue
             tok = counter.spans([text[s:e]])[0] + s
-            if len(tok) < 2:  # one "token" longer than the limit by itself: cut the characters in half
-                mid = s + (e - s) // 2
-            else:
-                mid = int(tok[len(tok) // 2, 0])
-            redo.extend([(s, mid, page), (mid, e, page)])
-        # keep document order: re-split pieces go back in front of what is left
-        pending = sorted(redo + pending)
+            # cut in the middle token (or the middle character when it is a single over-long "token")
+            mid = int(tok[len(tok) // 2, 0]) if len(tok) >= 2 else s + (e - s) // 2
+            mid = mid if s < mid < e else s + (e - s) // 2
+            for a, b in ((s, mid), (mid, e)):
+                a, b = _strip(text, a, b)
+                if b > a:
+                    redo.append((a, b, page))
+        pending = sorted(redo + pending)  # keep document order
     result.sort(key=lambda c: (c.start, c.end))
     return [ChunkSpan(i, c.start, c.end, c.page, c.text, c.token_count) for i, c in enumerate(result)]

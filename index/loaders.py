@@ -271,15 +271,12 @@ def _load_html(data: bytes) -> LoadedDocument:
     head = root.find("head")
     if head is not None:
         head.drop_tree()
-    role_xpath = " or ".join(f"@role='{r}'" for r in _DROP_ROLES)
-    drops = root.xpath(
-        "//" + " | //".join(_DROP_TAGS) + f" | //*[{role_xpath}] | //*[@hidden] | //*[@aria-hidden='true']"
-        " | //header[not(ancestor::article or ancestor::main)] | //footer[not(ancestor::article or ancestor::main)]"
-    )
+    drops = list(root.iter(*_DROP_TAGS, "header", "footer", etree.Comment, etree.ProcessingInstruction))
+    drops += [el for el in root.xpath("//*[@role or @hidden or @aria-hidden]")
+              if el.get("role") in _DROP_ROLES or el.get("hidden") is not None or el.get("aria-hidden") == "true"]
     for el in drops:
-        if el.getparent() is not None:
-            el.drop_tree()
-    for el in root.iter(etree.Comment, etree.ProcessingInstruction):
+        if el.tag in ("header", "footer") and any(a.tag in ("article", "main") for a in el.iterancestors()):
+            continue  # an article's own header/footer is content
         if el.getparent() is not None:
             el.drop_tree()
     mains = root.xpath("//main | //*[@role='main']")

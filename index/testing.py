@@ -55,12 +55,17 @@ class HashEncoder:
             out[:] = self._rng.standard_normal(out.shape)
         else:
             limit = (max_length or self.max_length) - self.specials
-            for i, text in enumerate(texts):
-                words = [w.lower() for w in _WORD_RE.findall(text)][:limit]
-                for w in words:
-                    out[i] += self._word(w)
-                if not words:
-                    out[i] = self._word("")
+            for lo in range(0, len(texts), 1024):  # slices bound the (words, d) intermediate
+                vocab: dict[str, int] = {}
+                rows: list[int] = []
+                cols: list[int] = []
+                for i, text in enumerate(texts[lo : lo + 1024]):
+                    words = _WORD_RE.findall(text.lower())[:limit] or [""]
+                    rows.extend([i] * len(words))
+                    cols.extend(vocab.setdefault(w, len(vocab)) for w in words)
+                table = np.stack([self._word(w) for w in vocab])
+                starts = np.flatnonzero(np.diff(np.asarray(rows, dtype=np.int64), prepend=-1))  # rows are in order
+                out[lo : lo + 1024] = np.add.reduceat(table[np.asarray(cols, dtype=np.int64)], starts, axis=0)
         out /= np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12)
         return out
 

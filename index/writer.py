@@ -88,7 +88,8 @@ def _insert_chunks(session: Any, document_id: int, chunks: list[ChunkSpan]) -> l
          "char_end": c.end, "page": c.page, "token_count": c.token_count}
         for c in chunks
     ]
-    result = session.execute(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows)
+    table = Chunk.__table__
+    result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     return [int(r[0]) for r in result]
 
 
