@@ -51,6 +51,14 @@ class ChunkingConfig:
                 f"overlap_tokens must be between 0 and chunk_tokens/2 ({self.chunk_tokens // 2}), got {self.overlap_tokens}"
             )
 
+    @classmethod
+    def default_for(cls, max_length: int) -> ChunkingConfig:
+        """The defaults, shrunk to fit a model whose max_length is below them."""
+        base = cls()
+        if max_length >= base.chunk_tokens:
+            return base
+        return cls(chunk_tokens=max_length, overlap_tokens=min(base.overlap_tokens, max_length // 8))
+
     @property
     def section_tokens(self) -> int:
         return self.chunk_tokens // 4 if self.min_section_tokens is None else self.min_section_tokens

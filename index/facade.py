@@ -174,7 +174,7 @@ class Index:
 
     @staticmethod
     def _create(directory: Path, store: Store, encoder: Any, config: IndexConfig, model_source: str | None) -> None:
-        chunking = config.chunking or ChunkingConfig()
+        chunking = config.chunking or ChunkingConfig.default_for(int(encoder.max_length))
         chunking.validate(int(encoder.max_length))
         vcfg = config.vectors or VectorConfig()
         vcfg.validate()
@@ -518,7 +518,12 @@ class Index:
             config = config or SearchConfig()
             if mode is not None:
                 config = replace(config, mode=mode)
-            return run_search(self.store, self.vectors, self.encoder, query, k, config, filters, instruction)
+            for _attempt in range(5):
+                results = run_search(self.store, self.vectors, self.encoder, query, k, config, filters, instruction)
+                # fewer than k: maybe another process committed while we searched; retry on the new state
+                if len(results) >= k or not self.refresh():
+                    return results
+            return results
 
     def context(self, query: str, budget_tokens: int = 2000, k: int = 10, *, mode: str | None = None,
                 filters: Filters | None = None, instruction: str | None = None,
