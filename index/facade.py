@@ -41,6 +41,7 @@ from .errors import (
     InconsistentIndexError,
     IndexLockedError,
     IndexNotFoundError,
+    IndexStoreError,
     InvalidInputError,
     LoadError,
     ModelMismatchError,
@@ -56,6 +57,10 @@ from .vectors import VectorIndex
 from .writer import Changes, CommitResult, commit, stray_files
 
 log = logging.getLogger(__name__)
+
+
+class _StaleSnapshot(Exception):
+    """The vector file of the snapshot being read was replaced meanwhile: read a newer snapshot."""
 
 
 @dataclass
@@ -263,6 +268,8 @@ class Index:
             except RuntimeError as exc:
                 if (self.directory / name).exists():
                     raise InconsistentIndexError(f"vector file {self.directory / name} cannot be read: {exc}") from None
+                if self.store.in_snapshot:
+                    raise _StaleSnapshot from None  # a writer moved on: the caller opens a newer snapshot
                 time.sleep(0.05)  # a writer just replaced it: read the new pointer
         log.warning("vector file %s is missing; dense search sees no vectors until the index is repaired", name)
         self.vectors = VectorIndex(self.record.dimension, self.vector_config)
@@ -518,12 +525,16 @@ class Index:
             config = config or SearchConfig()
             if mode is not None:
                 config = replace(config, mode=mode)
-            for _attempt in range(5):
-                results = run_search(self.store, self.vectors, self.encoder, query, k, config, filters, instruction)
-                # fewer than k: maybe another process committed while we searched; retry on the new state
-                if len(results) >= k or not self.refresh():
-                    return results
-            return results
+            for _attempt in range(50):
+                try:
+                    # one read snapshot: the generation, its vector file, the rows and the FTS table agree
+                    with self.store.snapshot():
+                        self.refresh()
+                        return run_search(self.store, self.vectors, self.encoder, query, k, config, filters,
+                                          instruction)
+                except _StaleSnapshot:
+                    continue
+            raise IndexStoreError(f"index at {self.directory} changed too fast to search; try again")
 
     def context(self, query: str, budget_tokens: int = 2000, k: int = 10, *, mode: str | None = None,
                 filters: Filters | None = None, instruction: str | None = None,
@@ -563,8 +574,14 @@ class Index:
         """Compare the vectors with the database (read-only)."""
         with self._mutex:
             self._ensure_open()
-            self.refresh()
-            return consistency.check(self.directory, self.store, self.vectors)
+            for _attempt in range(50):
+                try:
+                    with self.store.snapshot():
+                        self.refresh()
+                        return consistency.check(self.directory, self.store, self.vectors)
+                except _StaleSnapshot:
+                    continue
+            raise IndexStoreError(f"index at {self.directory} changed too fast to check; try again")
 
     # ------------------------------------------------------------------------------ lifecycle ----
     def _ensure_open(self) -> None:

@@ -15,8 +15,10 @@ The database runs in WAL mode: readers see the last commit and never block the s
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from .errors import SchemaVersionError
@@ -118,12 +120,19 @@ _FTS_DDL = [
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # let SQLAlchemy emit BEGIN itself (see `_begin`): pysqlite would otherwise run SELECTs outside any
+    # transaction, and a search needs one read snapshot for the generation, the rows and the FTS query
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a killed process
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 class Store:
@@ -135,6 +144,43 @@ class Store:
             f"sqlite:///{self.path}", connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(self.engine, "connect", _pragmas)
+        event.listen(self.engine, "begin", _begin)
+        self._snapshot = threading.local()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction: every read method called inside sees the same committed state (WAL)."""
+        current = getattr(self._snapshot, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as conn:
+            # BEGIN, then a read of the database: that is when SQLite fixes the WAL snapshot
+            conn.execute(select(func.count()).select_from(IndexRecord)).scalar_one()
+            self._snapshot.conn = conn
+            try:
+                yield conn
+            finally:
+                self._snapshot.conn = None
+                conn.rollback()
+
+    @property
+    def in_snapshot(self) -> bool:
+        return getattr(self._snapshot, "conn", None) is not None
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        current = getattr(self._snapshot, "conn", None)
+        if current is not None:
+            yield current
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
+    @contextmanager
+    def _read_session(self) -> Iterator[Session]:
+        with self._read() as conn, Session(bind=conn) as session:
+            yield session
 
     def exists(self) -> bool:
         with self.engine.connect() as conn:
@@ -152,7 +198,7 @@ class Store:
     def record(self, session: Session | None = None) -> IndexRecord | None:
         if session is not None:
             return session.get(IndexRecord, 1)
-        with self.session() as s:
+        with self._read_session() as s:
             rec = s.get(IndexRecord, 1)
         if rec is not None and rec.schema_version > SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -163,7 +209,7 @@ class Store:
 
     def generation(self) -> tuple[int, str | None]:
         """(generation, vector file) of the last commit: cheap, read before every search."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(IndexRecord.generation, IndexRecord.vector_file)).first()
         return (int(row[0]), row[1]) if row else (0, None)
 
@@ -172,12 +218,12 @@ class Store:
 
     # ------------------------------------------------------------------------------------- reads ----
     def chunk_ids(self) -> np.ndarray:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             ids = conn.execute(select(Chunk.id)).scalars().all()
         return np.asarray(ids, dtype=np.int64)
 
     def documents_by_path(self, paths: Iterable[str] | None = None, prefix: str | None = None) -> dict[str, Document]:
-        with self.session() as s:
+        with self._read_session() as s:
             q = select(Document)
             if prefix is not None:
                 q = q.where(Document.path.startswith(prefix, autoescape=True))
@@ -188,7 +234,7 @@ class Store:
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, tuple[Chunk, Document]]:
         out: dict[int, tuple[Chunk, Document]] = {}
         ids = [int(i) for i in ids]
-        with self.session() as s:
+        with self._read_session() as s:
             for i in range(0, len(ids), 500):
                 rows = s.execute(
                     select(Chunk, Document).join(Document, Chunk.document_id == Document.id)
@@ -200,7 +246,7 @@ class Store:
 
     def count(self) -> tuple[int, int]:
         """(documents, chunks)."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             docs = conn.execute(select(func.count()).select_from(Document)).scalar_one()
             chunks = conn.execute(select(func.count()).select_from(Chunk)).scalar_one()
         return int(docs), int(chunks)
@@ -238,13 +284,13 @@ class Store:
             "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id "
             f"WHERE chunks_fts MATCH :match {where_sql} ORDER BY score LIMIT :k"
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(text(sql), {"match": match, "k": int(k), **params}).all()
         return [(int(r[0]), -float(r[1])) for r in rows]  # bm25() is lower-is-better: negate
 
     def filtered_chunk_ids(self, where_sql: str, params: dict[str, Any]) -> np.ndarray:
         sql = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE 1=1 {where_sql}"
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             ids = conn.execute(text(sql), params).scalars().all()
         return np.asarray(ids, dtype=np.int64)
 
