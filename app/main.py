@@ -1,34 +1,159 @@
-"""Streamlit entry point (`streamlit run app/main.py`). A first page that embeds text with the default
-model; the full ingest-and-search app replaces it."""
+"""Streamlit entry point: `streamlit run app/main.py [-- --index DIR --model NAME_OR_PATH ...]`.
+
+Options and environment variables are listed in `app/config.py` (and the README). The page: a sidebar with
+the model, the index and where data is kept; a status strip for a running or finished ingest; tabs for
+Search (results as cards, and the RAG context), Ingest and Documents. All index work is done by the
+`index` facade and the model by `encoder`; this package only wires and presents them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from encoder import INSTRUCTIONS, NVEmbedModel  # noqa: E402
+from app.components import documents, ingest, rag, results, search, sidebar  # noqa: E402
+from app.config import TIMING_ENV, AppConfig, ConfigError, load_config, script_args  # noqa: E402
+from app.render import CSS, esc  # noqa: E402
+from app.state import ModelLoadError, job_manager, load_encoder, open_reader, resolve_model_source  # noqa: E402
+from index.cli import stored_model_source  # noqa: E402
+from index.errors import IndexStoreError, ModelMismatchError  # noqa: E402
+
+log = logging.getLogger("app")
+
+TAGLINE = "Semantic, keyword and hybrid search over your own documents, with citations ready for RAG."
 
 
-@st.cache_resource(show_spinner="Loading the embedding model (the first start converts it, about a minute)...")
-def load_model(name: str) -> NVEmbedModel:
-    return NVEmbedModel.from_pretrained(name)
+@contextlib.contextmanager
+def guard(area: str) -> Iterator[None]:
+    """An unexpected error in one part of the page becomes a message there; the rest still renders."""
+    try:
+        yield
+    except Exception as exc:  # st.rerun / st.stop are BaseExceptions and pass through
+        log.exception("%s failed", area)
+        st.error(f"Something went wrong in {area}: {type(exc).__name__}: {exc}. The details are in the server "
+                 "log.", icon=":material/error:")
 
 
-st.set_page_config(page_title="NV-Embed search", layout="wide")
-st.title("NV-Embed search")
-model = load_model("default")
-st.sidebar.markdown(
-    f"**Model** {model.name}  \n**Dimension** {model.dimension}  \n**Device** {model.device}  \n"
-    f"**Trained** {'yes' if model.trained else 'no (latent layer untrained)'}"
-)
-task = st.selectbox("Task instruction", list(INSTRUCTIONS), index=0)
-query = st.text_input("Query", "how do wings produce lift?")
-passages = st.text_area("Passages, one per line", "Wings produce lift by deflecting air downwards.\nBanana bread needs ripe bananas.")
-if query and passages.strip():
-    lines = [p for p in passages.splitlines() if p.strip()]
-    scores = model.encode_queries([query], task) @ model.encode_passages(lines).T
-    st.table({"passage": lines, "score": [f"{s:.3f}" for s in scores[0]]})
+def header() -> None:
+    st.html(f"<div class='nv-hero'><h1>NV-Embed search</h1><span class='nv-tagline'>{esc(TAGLINE)}</span>"
+                "</div>")
+
+
+def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.SearchOutcome | None:
+    req = search.render_form()
+    if stats.documents == 0:
+        if req.query:
+            st.warning(f"Nothing is ingested yet, so there is nothing to search for “{req.query}”. "
+                       "Add documents in the **Ingest** tab, then search again.", icon=":material/search_off:")
+        else:
+            st.info("The index is empty. Add documents in the **Ingest** tab: upload files, or give a folder "
+                    "on the server.", icon=":material/inbox:")
+        return None
+    if not req.query:
+        st.caption(f"Search {stats.documents:,} documents ({stats.chunks:,} passages). **Semantic** finds "
+                   "meaning, **keyword** exact words, **hybrid** both. The search goes into the page address, "
+                   "so it can be shared.")
+        return None
+    outcome = search.run_search(reader, req, stats.generation)
+    if outcome.error:
+        st.error(f"The search failed: {outcome.error}", icon=":material/error:")
+        return outcome
+    if not outcome.results:
+        hint = " Try fewer filters." if req.active_filters else ""
+        if req.mode == "keyword":
+            hint += " Keyword search needs one of the words to occur; semantic search does not."
+        st.warning(f"No results for “{req.query}”.{hint}", icon=":material/search_off:")
+        return outcome
+    st.html(results.summary_line(outcome))
+    cards, context = st.tabs([f"Results ({len(outcome.results)})", "RAG context"])
+    with cards:
+        for result in outcome.results:
+            results.card(result, reader)
+    with context:
+        rag.render(outcome, encoder, cfg.budget)
+    return outcome
+
+
+def record_timing(started: float, outcome: search.SearchOutcome | None) -> None:
+    """For benchmarks/app.py: one JSON line per completed run when $NVEMBED_APP_TIMING names a file."""
+    path = os.environ.get(TIMING_ENV)
+    if not path:
+        return
+    line = {"t": time.time(), "run_s": time.perf_counter() - started, "pid": os.getpid(),
+            "query": outcome.request.query if outcome else "", "results": len(outcome.results) if outcome else 0,
+            "search_s": outcome.seconds if outcome else None}
+    with open(path, "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
+def main() -> None:
+    started = time.perf_counter()
+    st.set_page_config(page_title="NV-Embed search", page_icon=":material/travel_explore:", layout="wide",
+                       initial_sidebar_state="expanded")
+    st.set_option("client.toolbarMode", "minimal")  # no "Deploy" button in a product
+    st.html(CSS)
+    header()
+    try:
+        cfg = load_config(script_args(__file__))
+    except ConfigError as exc:
+        st.error(str(exc), icon=":material/settings:")
+        return
+    source = resolve_model_source(cfg.model, cfg.index_dir)
+    try:
+        with st.spinner(f"Loading the embedding model `{source}`… (the very first start converts the default "
+                        "model once, about a minute)"):
+            encoder, _recorded = load_encoder(source, cfg.device)
+    except ModelLoadError as exc:
+        sidebar.render(cfg, source, model_error=str(exc))
+        st.error(f"The model could not be loaded: {exc}. Start the app with another one "
+                 "(`streamlit run app/main.py -- --model PATH`, or `NVEMBED_MODEL=PATH`).", icon=":material/error:")
+        return
+    try:
+        reader = open_reader(str(cfg.index_dir), source, cfg.device)
+    except ModelMismatchError as exc:
+        sidebar.render(cfg, source, encoder)
+        built_with = stored_model_source(cfg.index_dir)
+        fix = (f"Start the app with that model (`streamlit run app/main.py -- --model {built_with}`), "
+               if built_with else "Start the app with the model the index was built with (`-- --model PATH`), ")
+        st.error(f"**This index was built with another model.** {exc}", icon=":material/error:")
+        st.info(fix + "or use another index directory (`-- --index DIR`). Re-embedding everything with the new "
+                "model: `python -m index.ingest DOCS --reindex --model ...`.", icon=":material/lightbulb:")
+        return
+    except IndexStoreError as exc:
+        sidebar.render(cfg, source, encoder)
+        st.error(f"The index at `{cfg.index_dir}` cannot be opened: {exc}", icon=":material/error:")
+        return
+    stats = reader.stats()
+    manager = job_manager(str(cfg.index_dir))
+    sidebar.render(cfg, source, encoder, stats)
+
+    status = st.container()
+    tab_search, tab_ingest, tab_docs = st.tabs(
+        [":material/search: Search", ":material/upload_file: Ingest", f":material/folder: Documents ({stats.documents:,})"]
+    )
+    outcome = None
+    with tab_search, guard("the search"):
+        outcome = search_tab(reader, encoder, stats, cfg)
+    with tab_docs, guard("the documents table"):
+        documents.render(reader, manager, encoder, source)
+    with tab_ingest, guard("the ingest forms"):
+        ingest.render_forms(manager, encoder, source, cfg.uploads_dir)
+    record_timing(started, outcome)
+    with status, guard("the ingest status"):
+        ingest.render_status(manager)  # last: it follows a job started by this run until it ends
+
+
+main()
