@@ -58,8 +58,9 @@ def nl2br(markup: str) -> str:
     return re.sub(r"\n\s*\n+", "<br><br>", markup.strip("\n")).replace("\n", "<br>")
 
 
-def highlight_html(text: str, spans: Sequence[tuple[int, int]], offset: int = 0) -> str:
-    """`text` escaped, with each (start, end) span (relative to `offset`) wrapped in <mark>."""
+def highlight_html(text: str, spans: Sequence[tuple[int, int]], offset: int = 0, breaks: bool = True) -> str:
+    """`text` escaped, with each (start, end) span (relative to `offset`) wrapped in <mark>; line breaks
+    kept as <br> (`breaks`) or folded into spaces."""
     out: list[str] = []
     pos = 0
     for start, end in sorted(spans):
@@ -72,7 +73,8 @@ def highlight_html(text: str, spans: Sequence[tuple[int, int]], offset: int = 0)
         out.append(f'<mark class="nv-hit">{esc(text[s:e])}</mark>')
         pos = e
     out.append(esc(text[pos:]))
-    return nl2br("".join(out))
+    joined = "".join(out)
+    return nl2br(joined) if breaks else re.sub(r"\s*\n\s*", " ", joined.strip())
 
 
 def passage_html(result: object) -> str:
@@ -81,7 +83,7 @@ def passage_html(result: object) -> str:
     s, e = result.passage_start, result.passage_end
     if e <= s:
         s, e = 0, min(len(text), 400)
-    body = highlight_html(text[s:e], result.highlights, offset=s)
+    body = highlight_html(text[s:e], result.highlights, offset=s, breaks=False)
     before = "… " if text[:s].strip() else ""
     after = " …" if text[e:].strip() else ""
     return before + body + after

@@ -116,9 +116,10 @@ class Browser:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self._id = 0
+        self._stack = contextlib.ExitStack()
         try:
             target = self._page_target(timeout)
-            self.ws = connect(target, max_size=None, open_timeout=timeout)
+            self.ws = self._stack.enter_context(connect(target, max_size=None, open_timeout=timeout))
             self.call("Page.enable")
             self.call("Runtime.enable")
             self.call("Emulation.setDeviceMetricsOverride", width=window[0], height=window[1],
@@ -219,7 +220,7 @@ class Browser:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.ws.close()
+            self._stack.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
