@@ -1,0 +1,67 @@
+"""Config: defaults follow the paper, file < shorthand flags < --set, unknown keys and bad values refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.config import ConfigError, RunConfig, parse
+
+
+def test_defaults_are_the_papers_recipe():
+    config = RunConfig()
+    assert (config.model.lora_r, config.model.lora_alpha, config.model.lora_dropout) == (16, 32, 0.1)
+    assert config.model.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert (config.stage1.batch_size, config.stage1.num_negatives, config.stage1.max_length) == (128, 7, 512)
+    assert (config.stage1.learning_rate, config.stage2.learning_rate) == (2e-5, 1.5e-5)
+    assert config.stage1.in_batch_tasks == ["retrieval"] and config.stage2.in_batch_tasks == []
+    assert config.stage1.warmup_steps == config.stage2.warmup_steps == 50
+    assert config.stage1.temperature == 0.02
+
+
+def test_file_then_flags_then_set(tmp_path, data_files):
+    file = tmp_path / "run.yaml"
+    file.write_text(f"""
+output_dir: {tmp_path}/out
+model: {{base: default, num_layers: 4}}
+stage1: {{data: [{data_files['retrieval']}], steps: 7, learning_rate: 1e-4}}
+stage2: {{data: [{data_files['sts']}], steps: 9}}
+""")
+    config = parse(["--config", str(file), "--stage2-steps", "11", "--batch-size", "8", "--max-length", "64",
+                    "--set", "stage2.in_batch_tasks=[retrieval]", "--set", "model.num_layers=null"])
+    assert config.stage1.steps == 7 and config.stage2.steps == 11
+    assert config.stage1.learning_rate == 1e-4  # YAML's `1e-4` (a string to YAML 1.1) read as a number
+    assert config.stage1.batch_size == config.stage2.batch_size == 8
+    assert config.stage1.max_length == config.stage2.max_length == config.eval.max_length == 64
+    assert config.stage2.in_batch_tasks == ["retrieval"] and config.model.num_layers is None
+
+
+def test_json_config(tmp_path, data_files):
+    file = tmp_path / "run.json"
+    file.write_text(json.dumps({"stage1": {"data": [str(data_files["retrieval"])]},
+                                "stage2": {"data": [str(data_files["sts"])], "chunk_size": 16}}))
+    assert parse(["--config", str(file)]).stage2.chunk_size == 16
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "stage1.learning_rat=1"], "unknown config key 'stage1.learning_rat'"),
+    (["--set", "stage1.steps=many"], "stage1.steps: expected an integer"),
+    (["--set", "stage2.in_batch_tasks=[ranking]"], "unknown task 'ranking'"),
+    (["--stage1-steps", "0"], "stage1.steps must be at least 1"),
+    (["--stages", "3"], "stages must be"),
+    (["--set", "model.dtype=float16"], "model.dtype must be"),
+    (["--chunk-size", "0"], "chunk_size must be at least 1"),
+])
+def test_bad_values(data_files, args, message):
+    base = ["--stage1-data", str(data_files["retrieval"]), "--stage2-data", str(data_files["sts"])]
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        parse(base + args)
+
+
+def test_missing_data_file_and_empty_stage(tmp_path, data_files):
+    with pytest.raises(ConfigError, match="file not found"):
+        parse(["--stage1-data", str(tmp_path / "nope.jsonl"), "--stage2-data", str(data_files["sts"])])
+    with pytest.raises(ConfigError, match="stage2.data is empty"):
+        parse(["--stage1-data", str(data_files["retrieval"])])
+    assert parse(["--stage1-data", str(data_files["retrieval"]), "--stages", "1"]).stages == [1]

@@ -1,0 +1,52 @@
+"""Two CPU processes (gloo) give the same gradients and update as one process on the combined batch."""
+
+from __future__ import annotations
+
+import torch
+import torch.multiprocessing as mp
+
+from encoder.checkpoint import iter_tensors
+from training.two_stage import run
+
+from ._ddp_worker import build, capture_step
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Within 1e-5 of the larger gradient's scale (float32; the summation order differs across ranks)."""
+    return (a - b).abs().max().item() <= 1e-5 * max(b.abs().max().item(), 1e-12)
+
+
+def test_two_processes_equal_one_on_the_combined_batch(tmp_path, tiny_base, data_files):
+    data = {k: str(v) for k, v in data_files.items()}
+    mp.spawn(_entry, args=(str(tmp_path / "init"), str(tiny_base), data, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for chunk in (None, 3):
+        model, config, datasets = build(str(tiny_base), data, str(tmp_path / "single"), chunk)
+        single = capture_step(model, config, datasets, steps=2)  # batch 4 in one process; 2 per rank above
+        for rank in ranks:
+            got = rank[chunk]
+            assert got["losses"] == [pytest_approx(x) for x in single["losses"]]
+            for step in range(2):
+                for name, grad in single["grads"][step].items():
+                    assert close(got["grads"][step][name], grad), (chunk, step, name)
+            for name, weight in single["weights"].items():
+                torch.testing.assert_close(got["weights"][name], weight, rtol=1e-5, atol=1e-6)
+    # the whole pipeline (rank 0 writes, both ranks train) against one process
+    config = build(str(tiny_base), data, str(tmp_path / "single-run"), None)[1]
+    run(config)
+    expected = dict(iter_tensors(tmp_path / "single-run" / "stage2"))
+    got = dict(iter_tensors(tmp_path / "run" / "stage2"))
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def pytest_approx(value: float):
+    import pytest
+
+    return pytest.approx(value, rel=1e-5)
+
+
+def _entry(rank: int, init_file: str, base: str, data: dict, tmp: str) -> None:
+    from tests.training._ddp_worker import worker
+
+    worker(rank, 2, init_file, base, data, tmp)

@@ -1,0 +1,326 @@
+"""The run configuration: dataclasses with the paper's defaults, read from YAML/JSON, overridden from the CLI.
+
+One `RunConfig` describes a whole two-stage run. Stage 1 and stage 2 are two `StageConfig` sections of
+the same type (same code path, different values): the paper's recipe is that stage 1 keeps in-batch
+negatives for retrieval examples and stage 2 drops them, with a restarted optimizer and its own warm-up.
+
+Precedence: dataclass defaults < `--config FILE` (YAML or JSON) < shorthand flags (`--base`,
+`--stage1-steps`, ...) < `--set section.key=value` (any field; the value is parsed as YAML, so
+`--set stage2.in_batch_tasks=[retrieval]` and `--set model.num_layers=null` work). An unknown key is an
+error that names it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+TASKS = ("retrieval", "classification", "clustering", "sts")
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; raised before any model is loaded."""
+
+
+@dataclass
+class ModelConfig:
+    base: str = "default"  # NV-Embed checkpoint dir, plain HF decoder dir (llama/mistral/qwen2), or "default"
+    num_layers: int | None = None  # keep only the first N decoder layers (small CPU runs); None = all
+    dtype: str = "auto"  # auto: bf16 weights + autocast on CUDA, float32 on CPU; or float32 / bfloat16
+    attn_implementation: str = "auto"  # auto: flash_attention_2 when installed on CUDA, else sdpa
+    gradient_checkpointing: bool | None = None  # None = on for CUDA, off for CPU
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # backbone linear layers
+    merge_lora: bool = True  # merge LoRA into the backbone at each stage end (False: keep the adapter apart)
+    latent: dict[str, Any] | None = None  # latent-layer size overrides for a plain-decoder base
+    latent_seed: int = 0  # seed of a fresh latent layer
+
+
+@dataclass
+class StageConfig:
+    data: list[str] = field(default_factory=list)  # JSONL files (training/data.py format); one data set each
+    steps: int = 1000
+    batch_size: int = 128  # queries per optimizer step (all ranks together)
+    num_negatives: int = 7  # hard negatives per query, sampled from each example's list
+    learning_rate: float = 2e-5
+    warmup_steps: int = 50  # linear warm-up, then linear decay to zero
+    weight_decay: float = 0.0  # 0 = Adam, as in the paper
+    max_grad_norm: float | None = 1.0
+    temperature: float = 0.02  # InfoNCE temperature (E5-Mistral's; the paper does not state NV-Embed's)
+    in_batch_tasks: list[str] = field(default_factory=lambda: ["retrieval"])  # tasks that use in-batch negatives
+    chunk_size: int | None = None  # texts per forward pass; smaller than the batch = GradCache accumulation
+    max_length: int = 512
+
+
+@dataclass
+class EvalConfig:
+    beir: list[str] = field(default_factory=list)  # BEIR-layout directories (corpus, queries, qrels/test.tsv)
+    instruction: str | None = None  # query instruction for BEIR sets (None: the generic retrieval one)
+    max_queries: int | None = None  # subset for CPU runs (every judged document of those queries is kept)
+    max_docs: int | None = None
+    sts: str | None = None  # STS-B file (tab-separated, score in column 5)
+    banking77: str | None = None  # directory with train.csv / test.csv
+    max_train: int | None = None  # classification training examples (subset)
+    max_test: int | None = None
+    classifier: str = "logreg"  # logreg or knn
+    batch_size: int = 32
+    max_length: int = 512
+    at_stage_end: bool = True
+    base: bool = False  # also evaluate the untrained base before stage 1
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/two-stage"
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun each rank takes cuda:LOCAL_RANK)
+    stages: list[int] = field(default_factory=lambda: [1, 2])
+    save_every: int = 0  # steps between resumable checkpoints (0: only at stage ends)
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    resume: bool = False  # continue from the latest checkpoint in output_dir
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(
+        default_factory=lambda: StageConfig(learning_rate=1.5e-5, in_batch_tasks=[])
+    )
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def stage(self, number: int) -> StageConfig:
+        return {1: self.stage1, 2: self.stage2}[number]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check (and lightly convert) a value against a field's type hint; raise ConfigError naming the key."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is not None and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _coerce(value, rest[0], key)
+    if origin is list:
+        if isinstance(value, str | int | float):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _update(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; known: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a section (mapping), got {value!r}")
+            _update(current, value, prefix=f"{path}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], path))
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON config file as a dict (JSON is valid YAML, but `.json` gets JSON's error messages)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot parse ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def set_dotted(config: RunConfig, assignment: str) -> None:
+    """Apply one `section.key=value` override (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+    dotted, raw = assignment.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    node: dict[str, Any] = {}
+    cursor = node
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        cursor[part] = {}
+        cursor = cursor[part]
+    cursor[parts[-1]] = value
+    _update(config, node)
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    config = RunConfig()
+    _update(config, data)
+    return config
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shorthand flags of `python -m training.two_stage` (everything else through --set)."""
+    parser.add_argument("--config", help="YAML or JSON file with sections model, stage1, stage2, eval")
+    parser.add_argument("--base", help="base model: NV-Embed dir, HF decoder dir (llama/mistral/qwen2) or 'default'")
+    parser.add_argument("--num-layers", type=int, help="keep only the first N decoder layers (small CPU runs)")
+    parser.add_argument("--stage1-data", nargs="+", metavar="JSONL", help="stage-1 training files (retrieval)")
+    parser.add_argument("--stage2-data", nargs="+", metavar="JSONL", help="stage-2 training files (blend)")
+    parser.add_argument("--output-dir")
+    parser.add_argument("--stage1-steps", type=int)
+    parser.add_argument("--stage2-steps", type=int)
+    parser.add_argument("--batch-size", type=int, help="queries per step, both stages")
+    parser.add_argument("--num-negatives", type=int, help="hard negatives per query, both stages")
+    parser.add_argument("--chunk-size", type=int, help="texts per forward chunk (GradCache), both stages")
+    parser.add_argument("--max-length", type=int, help="token limit, both stages and evaluation")
+    parser.add_argument("--temperature", type=float, help="InfoNCE temperature, both stages")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--stages", help="which stages to run: 1, 2 or 1,2")
+    parser.add_argument("--save-every", type=int, help="steps between resumable checkpoints")
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument("--eval-beir", nargs="+", metavar="DIR", help="BEIR-layout directories to evaluate")
+    parser.add_argument("--eval-max-queries", type=int)
+    parser.add_argument("--eval-max-docs", type=int)
+    parser.add_argument("--eval-sts", metavar="FILE", help="STS-B test file")
+    parser.add_argument("--eval-banking77", metavar="DIR", help="Banking77 directory (train.csv, test.csv)")
+    parser.add_argument("--eval-base", action="store_true", help="also evaluate the base before training")
+    parser.add_argument("--no-eval", action="store_true", help="no evaluation at stage ends")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any field, e.g. --set stage1.learning_rate=1e-4 (repeatable)")
+
+
+def from_args(args: argparse.Namespace) -> RunConfig:
+    config = from_dict(read_file(args.config)) if args.config else RunConfig()
+    both = {"batch_size": args.batch_size, "num_negatives": args.num_negatives, "chunk_size": args.chunk_size,
+            "max_length": args.max_length, "temperature": args.temperature}
+    flat: dict[str, Any] = {
+        "model.base": args.base, "model.num_layers": args.num_layers,
+        "stage1.data": args.stage1_data, "stage2.data": args.stage2_data,
+        "stage1.steps": args.stage1_steps, "stage2.steps": args.stage2_steps,
+        "output_dir": args.output_dir, "device": args.device, "seed": args.seed,
+        "save_every": args.save_every, "log_every": args.log_every,
+        "eval.beir": args.eval_beir, "eval.max_queries": args.eval_max_queries,
+        "eval.max_docs": args.eval_max_docs, "eval.sts": args.eval_sts, "eval.banking77": args.eval_banking77,
+        "eval.max_length": args.max_length,
+    }
+    for key, value in both.items():
+        flat[f"stage1.{key}"] = value
+        flat[f"stage2.{key}"] = value
+    if args.stages:
+        try:
+            flat["stages"] = [int(s) for s in str(args.stages).split(",") if s.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--stages expects 1, 2 or 1,2, got {args.stages!r}") from exc
+    if args.resume:
+        flat["resume"] = True
+    if args.eval_base:
+        flat["eval.base"] = True
+    if args.no_eval:
+        flat["eval.at_stage_end"] = False
+    for dotted, value in flat.items():
+        if value is not None:
+            section, _, key = dotted.rpartition(".")
+            _update(config, {section: {key: value}} if section else {key: value})
+    for assignment in args.set:
+        set_dotted(config, assignment)
+    validate(config)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Check values that need no data or model: raise ConfigError naming the field."""
+    if not config.stages or any(s not in (1, 2) for s in config.stages) or config.stages != sorted(set(config.stages)):
+        raise ConfigError(f"stages must be [1], [2] or [1, 2], got {config.stages}")
+    for number in config.stages:
+        stage, name = config.stage(number), f"stage{number}"
+        if not stage.data:
+            raise ConfigError(f"{name}.data is empty: give --{name}-data FILE.jsonl [...]")
+        for path in stage.data:
+            if not Path(path).is_file():
+                raise ConfigError(f"{name}.data: file not found: {path}")
+        positive = {"steps": stage.steps, "batch_size": stage.batch_size, "max_length": stage.max_length}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name}.{key} must be at least 1, got {value}")
+        if stage.max_length < 8:
+            raise ConfigError(f"{name}.max_length must be at least 8, got {stage.max_length}")
+        if stage.num_negatives < 0 or stage.warmup_steps < 0:
+            raise ConfigError(f"{name}: num_negatives and warmup_steps must not be negative")
+        if stage.chunk_size is not None and stage.chunk_size < 1:
+            raise ConfigError(f"{name}.chunk_size must be at least 1 (or null), got {stage.chunk_size}")
+        if stage.temperature <= 0 or stage.learning_rate <= 0:
+            raise ConfigError(f"{name}: temperature and learning_rate must be positive")
+        unknown = [t for t in stage.in_batch_tasks if t not in TASKS]
+        if unknown:
+            raise ConfigError(f"{name}.in_batch_tasks: unknown task {unknown[0]!r}; tasks: {', '.join(TASKS)}")
+    model = config.model
+    if model.num_layers is not None and model.num_layers < 1:
+        raise ConfigError(f"model.num_layers must be at least 1, got {model.num_layers}")
+    if model.lora_r < 1 or not model.lora_targets:
+        raise ConfigError("model.lora_r must be at least 1 and model.lora_targets non-empty")
+    if not 0 <= model.lora_dropout < 1:
+        raise ConfigError(f"model.lora_dropout must be in [0, 1), got {model.lora_dropout}")
+    if model.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"model.dtype must be auto, float32 or bfloat16, got {model.dtype!r}")
+    if config.eval.classifier not in ("logreg", "knn"):
+        raise ConfigError(f"eval.classifier must be logreg or knn, got {config.eval.classifier!r}")
+    for path in config.eval.beir:
+        if not (Path(path) / "corpus.jsonl").is_file():
+            raise ConfigError(f"eval.beir: {path} has no corpus.jsonl (BEIR layout expected)")
+    if config.save_every < 0 or config.log_every < 1 or config.keep_checkpoints < 1:
+        raise ConfigError("save_every must be >= 0, log_every and keep_checkpoints >= 1")
+
+
+def parse(argv: Sequence[str] | None = None, description: str = "") -> RunConfig:
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
+    return from_args(parser.parse_args(argv))

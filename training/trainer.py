@@ -1,0 +1,230 @@
+"""One training stage: optimizer, schedule, the step loop, logging and resumable checkpoints.
+
+Both stages run this same code with their own `StageConfig`; what differs between them is data only
+(which tasks keep in-batch negatives, learning rate, steps). Each stage builds a fresh AdamW (weight decay
+0 by default, i.e. Adam) with its own linear warm-up and linear decay: the paper restarts the optimizer
+for stage 2.
+
+A step: draw the global batch, keep this rank's slice, tokenize, compute InfoNCE either in one pass or
+GradCache-style in chunks (`chunk_size`), average gradients across ranks, clip, step. Every `log_every`
+steps a progress line is printed; every step appends a row to `metrics.jsonl` (stage, step, loss, lr,
+tokens/s, examples/s, elapsed seconds, peak GPU memory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from encoder import NVEmbedModel
+
+from . import distributed, state
+from .batching import BlendedSampler, make_batch
+from .config import RunConfig, StageConfig
+from .data import Dataset
+from .losses import grad_cache_step, info_nce, plain_step
+from .modeling import Precision, encoder_fn, trainable_parameters
+
+StepHook = Callable[[int, int, float], None]  # (stage, step, loss), called after each step (and its checkpoint)
+
+
+class MetricsLog:
+    """Append-only JSON Lines log, written by rank 0 only."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, stage: int, step: int) -> None:
+        """Drop rows logged after a checkpoint (stage, step): a resumed run rewrites them."""
+        if not self.enabled or not self.path.is_file():
+            return
+        keep = [r for r in self.read() if (r.get("stage", 0), r.get("step", 0)) <= (stage, step)]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then linear decay to zero at `total`."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+def check_room_for_text(model: NVEmbedModel, datasets: list[Dataset], max_length: int, where: str) -> None:
+    """Refuse a max_length that an instruction prefix fills: every text would embed as the same vector."""
+    instructions = {e.instruction for d in datasets for e in d.examples}
+    for instruction in sorted(instructions):
+        used = int(model.tokenize(["x"], instruction=instruction, max_length=10**6).input_ids.shape[1]) - 2
+        if used + 8 > max_length:
+            raise ValueError(f"{where}.max_length {max_length} leaves fewer than 8 tokens of text after the "
+                             f"instruction {instruction!r} ({used} tokens with BOS and its prefix)")
+
+
+class StageTrainer:
+    """Trains `model` (LoRA already added) for one stage."""
+
+    def __init__(self, model: NVEmbedModel, number: int, stage: StageConfig, run: RunConfig,
+                 datasets: list[Dataset], precision: Precision, metrics: MetricsLog,
+                 start_fingerprint: str, hook: StepHook | None = None):
+        self.model, self.number, self.stage, self.run = model, number, stage, run
+        self.precision, self.metrics, self.hook = precision, metrics, hook
+        self.start_fingerprint = start_fingerprint
+        self.info = distributed.current()
+        if stage.batch_size % self.info.world_size:
+            raise ValueError(f"stage{number}.batch_size {stage.batch_size} is not divisible by the "
+                             f"{self.info.world_size} processes")
+        check_room_for_text(model, datasets, stage.max_length, f"stage{number}")
+        self.named_params = trainable_parameters(model)
+        self.params = [p for _, p in self.named_params]
+        distributed.broadcast_parameters(self.params)
+        self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, weight_decay=stage.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(stage.warmup_steps, stage.steps))
+        self.sampler = BlendedSampler(datasets, stage.batch_size, stage.num_negatives, seed=run.seed + 1000 * number)
+        self.encode = encoder_fn(model, precision)
+        self.step = 0
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "trainable": {n: p.detach().cpu().clone() for n, p in self.named_params},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "fingerprint": self.start_fingerprint,
+            "world_size": self.info.world_size,
+        }
+
+    def save_checkpoint(self) -> None:
+        path = state.checkpoint_dir(self.run.output_dir, self.number, self.step)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(state.rng_state(), path / f"rng-rank{self.info.rank}.pt")  # each rank its own dropout stream
+        distributed.barrier()
+        if self.info.is_main:
+            state.save(self.run.output_dir, self.number, self.step, self.state_dict(), self.run.keep_checkpoints)
+        distributed.barrier()
+
+    def load_checkpoint(self, path: Path) -> None:
+        saved = state.load(path)
+        state.check_identity(saved["fingerprint"], self.start_fingerprint, f"stage {self.number}'s starting model")
+        if saved["world_size"] != self.info.world_size:
+            raise state.ResumeError(f"{path} was written by {saved['world_size']} processes; this run has "
+                                    f"{self.info.world_size} (the data order per rank would differ)")
+        names = {n for n, _ in self.named_params}
+        if set(saved["trainable"]) != names:
+            raise state.ResumeError(f"{path}: trainable parameters differ from this run's (other LoRA settings?)")
+        with torch.no_grad():
+            for name, param in self.named_params:
+                param.copy_(saved["trainable"][name].to(param.device))
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.sampler.load_state_dict(saved["sampler"])
+        self.step = int(saved["step"])
+        state.set_rng_state(torch.load(path / f"rng-rank{self.info.rank}.pt", weights_only=False))
+
+    # ------------------------------------------------------------------ steps
+
+    def _loss_fn(self, batch) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        owner = distributed.gather(batch.owner)
+        keys = distributed.gather(batch.passage_keys)
+        temperature = self.stage.temperature
+
+        def loss_fn(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            passages, offset = distributed.gather_with_grad(p)
+            return info_nce(q, passages, batch.positive + offset, owner, batch.query_ids, batch.in_batch,
+                            temperature, keys)
+        return loss_fn
+
+    def train_step(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        items = self.sampler.next_batch()
+        local = self.stage.batch_size // self.info.world_size
+        first = self.info.rank * local
+        batch = make_batch(self.model, items[first : first + local], first, self.stage.in_batch_tasks,
+                           self.stage.max_length).to(self.precision.device)
+        loss_fn = self._loss_fn(batch)
+        chunk = self.stage.chunk_size
+        rows = max(batch.queries.input_ids.shape[0], batch.passages.input_ids.shape[0])
+        if chunk is not None and chunk < rows:
+            out = grad_cache_step(self.encode, batch.queries, batch.passages, loss_fn, chunk)
+        else:
+            out = plain_step(self.encode, batch.queries, batch.passages, loss_fn)
+        distributed.all_reduce_gradients(self.params)
+        grad_norm = None
+        if self.stage.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.stage.max_grad_norm))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        totals = torch.tensor([out.loss.item(), out.num_tokens], dtype=torch.float64, device=self.precision.device)
+        if self.info.enabled:
+            torch.distributed.all_reduce(totals)
+            totals[0] /= self.info.world_size
+        seconds = time.perf_counter() - started
+        record = {"stage": self.number, "step": self.step, "loss": float(totals[0]), "lr": lr,
+                  "tokens_per_s": float(totals[1]) / seconds, "examples_per_s": self.stage.batch_size / seconds,
+                  "step_seconds": seconds, "grad_norm": grad_norm}
+        if self.precision.device.type == "cuda":
+            record["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.precision.device) / 1e9
+        return record
+
+    def train(self, resume_from: Path | None = None) -> list[dict[str, Any]]:
+        """Run the remaining steps of the stage; return their metric records."""
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+            self.metrics.truncate_after(self.number, self.step)
+            if self.info.is_main:
+                print(f"[stage {self.number}] resumed from {resume_from} at step {self.step}", flush=True)
+        self.model.train()
+        records = []
+        started = time.perf_counter()
+        done_here = 0
+        while self.step < self.stage.steps:
+            record = self.train_step()
+            done_here += 1
+            elapsed = time.perf_counter() - started
+            record["elapsed_s"] = elapsed
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(f"stage {self.number} step {self.step}: loss is {record['loss']}")
+            self.metrics.write(record)
+            records.append(record)
+            if self.info.is_main and (self.step % self.run.log_every == 0 or self.step == self.stage.steps):
+                eta = elapsed / done_here * (self.stage.steps - self.step)
+                print(f"[stage {self.number}] step {self.step}/{self.stage.steps} | loss {record['loss']:.4f} | "
+                      f"lr {record['lr']:.2e} | {record['tokens_per_s']:.0f} tok/s | "
+                      f"{record['examples_per_s']:.2f} ex/s | {_format_seconds(elapsed)} elapsed, "
+                      f"eta {_format_seconds(eta)}", flush=True)
+            if self.run.save_every and self.step % self.run.save_every == 0 and self.step < self.stage.steps:
+                self.save_checkpoint()
+            if self.hook is not None:
+                self.hook(self.number, self.step, record["loss"])
+        self.model.eval()
+        return records

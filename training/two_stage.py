@@ -1,0 +1,226 @@
+"""`python -m training.two_stage`: NV-Embed's two-stage contrastive instruction tuning, end to end.
+
+    stage 1: retrieval data, in-batch + hard negatives   -> output_dir/stage1/  (encoder checkpoint)
+    stage 2: retrieval + classification/clustering/STS, hard negatives only, fresh optimizer
+                                                         -> output_dir/stage2/
+    evaluation after each stage (and optionally of the base) -> metrics.jsonl, results.json, results.md
+
+Everything that can be checked without training is checked first, in this order: the config, every data
+file (all malformed lines reported with file:line), the stage-2 blend, the base architecture, the output
+directory, and on `--resume` the identity of the model against the checkpoint. Only then does a step run.
+Under `torchrun` every rank runs this same function; rank 0 writes files and evaluates.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from peft import PeftModel
+
+from encoder import NVEmbedModel
+from encoder.checkpoint import iter_tensors
+
+from . import distributed, state
+from .config import ConfigError, RunConfig, parse
+from .data import DataError, Dataset, load_stage_data
+from .evaluate import evaluate_model, format_table
+from .modeling import (
+    Precision,
+    add_lora,
+    check_base,
+    enable_checkpointing,
+    has_lora,
+    load_base,
+    resolve_device,
+    resolve_precision,
+    save_stage,
+)
+from .trainer import MetricsLog, StageTrainer, StepHook
+
+RUN_FILE = "run.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class RunState:
+    """`run.json`: the config, the base's fingerprint, finished stages and evaluations (rank 0 writes)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def save(self) -> None:
+        if self.enabled:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2))
+            tmp.replace(self.path)
+
+    @property
+    def completed(self) -> list[int]:
+        return self.data.setdefault("completed", [])
+
+
+def _prepare_output(config: RunConfig, main: bool) -> Path:
+    out = Path(config.output_dir)
+    existing = (out / RUN_FILE).is_file() or state.list_checkpoints(out)
+    if existing and not config.resume:
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --output-dir")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
+    return out
+
+
+def _load_all_data(config: RunConfig) -> dict[int, list[Dataset]]:
+    return {number: load_stage_data(config.stage(number).data, number) for number in config.stages}
+
+
+def _evaluate(label: str, model, config: RunConfig, precision: Precision, run: RunState, metrics: MetricsLog,
+              stage: int) -> None:
+    info = distributed.current()
+    if info.is_main and config.eval.at_stage_end and (config.eval.beir or config.eval.sts or config.eval.banking77):
+        print(f"[eval] {label} ...", flush=True)
+        results = evaluate_model(model, config.eval, precision.context())
+        run.data.setdefault("evaluations", {})[label] = results
+        run.save()
+        metrics.write({"stage": stage, "step": config.stage(stage).steps if stage else 0, "eval": label,
+                       "results": results})
+        print(format_table({label: results}), flush=True)
+    distributed.barrier()
+
+
+def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
+    """Run the configured stages; return run.json's content (evaluations included)."""
+    device_type = "cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) \
+        else "cpu"
+    info = distributed.init_from_env(device_type)
+    device = resolve_device(config.device, info.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    precision = resolve_precision(config.model, device)
+    datasets = _load_all_data(config)  # every data problem before any model is loaded
+    check_base(config.model.base)
+    out = _prepare_output(config, info.is_main)
+    run_state = RunState(out / RUN_FILE, info.is_main)
+    metrics = MetricsLog(out / "metrics.jsonl", info.is_main)
+    checkpoints = state.list_checkpoints(out) if config.resume else []
+
+    seed_everything(config.seed)
+    model = load_base(config.model, precision)
+    base_fingerprint = model.fingerprint
+    if "base_fingerprint" in run_state.data:
+        state.check_identity(run_state.data["base_fingerprint"], base_fingerprint, f"base {config.model.base!r}")
+    run_state.data.update({"config": config.to_dict(), "base": config.model.base, "base_fingerprint": base_fingerprint})
+    run_state.save()
+    if info.is_main:
+        trainable = sum(p.numel() for p in model.latent_attention_model.parameters())
+        print(f"[run] base {config.model.base} ({model.num_layers} layers, d={model.dimension}, "
+              f"fingerprint {base_fingerprint}) on {device}, weights {precision.weights}, world size {info.world_size}; "
+              f"latent layer {trainable / 1e6:.1f}M parameters", flush=True)
+    if config.eval.base and "base" not in run_state.data.get("evaluations", {}):
+        _evaluate("base", model, config, precision, run_state, metrics, 0)
+
+    checkpointing = config.model.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = device.type == "cuda"
+    for number in config.stages:
+        stage_dir = out / f"stage{number}"
+        if number in run_state.completed:
+            if info.is_main:
+                print(f"[stage {number}] already complete in {stage_dir}", flush=True)
+            del model
+            model = _reload_stage(config, precision, stage_dir)
+            continue
+        if number == 2 and 1 in run_state.completed and 1 not in config.stages:
+            del model
+            model = _reload_stage(config, precision, out / "stage1")
+        start_fingerprint = model.fingerprint
+        if not has_lora(model):
+            seed_everything(config.seed + number)
+            add_lora(model, config.model)
+        if checkpointing:
+            enable_checkpointing(model)
+        trainer = StageTrainer(model, number, config.stage(number), config, datasets[number], precision, metrics,
+                               start_fingerprint, hook)
+        resume_from = next((path for s, _, path in reversed(checkpoints) if s == number), None)
+        if info.is_main:
+            sets = ", ".join(f"{d.name} ({len(d.examples)})" for d in datasets[number])
+            trainable = sum(p.numel() for p in trainer.params)
+            print(f"[stage {number}] {config.stage(number).steps} steps, batch {config.stage(number).batch_size}, "
+                  f"{trainable / 1e6:.2f}M trainable parameters; data: {sets}", flush=True)
+        trainer.train(resume_from)
+        if info.is_main:
+            metadata = {"name": f"{Path(config.model.base).name}-stage{number}", "stage": number,
+                        "base": config.model.base, "steps": config.stage(number).steps}
+            save_stage(model, stage_dir, metadata, keep_adapter=not config.model.merge_lora)
+            print(f"[stage {number}] saved {stage_dir}", flush=True)
+        distributed.barrier()
+        del trainer, model
+        # Continue from (and evaluate) exactly what was saved, so a resumed run starts stage 2 from the
+        # same weights as an uninterrupted one.
+        model = _reload_stage(config, precision, stage_dir)
+        run_state.completed.append(number)
+        run_state.save()
+        if info.is_main:
+            for s, _, path in state.list_checkpoints(out):
+                if s == number:
+                    shutil.rmtree(path, ignore_errors=True)
+        _evaluate(f"stage{number}", model, config, precision, run_state, metrics, number)
+
+    evaluations = run_state.data.get("evaluations", {})
+    if info.is_main and evaluations:
+        table = format_table(evaluations)
+        (out / "results.md").write_text(table + "\n")
+        (out / "results.json").write_text(json.dumps(evaluations, indent=2))
+        print("\n" + table, flush=True)
+    return run_state.data
+
+
+def _reload_stage(config: RunConfig, precision: Precision, stage_dir: Path) -> NVEmbedModel:
+    """A finished stage's model: its merged checkpoint, or the base plus its adapter when kept apart."""
+    gc.collect()
+    if precision.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if config.model.merge_lora:
+        return load_base(config.model, precision, path=str(stage_dir))
+    model = load_base(config.model, precision)
+    with warnings.catch_warnings():  # peft calls transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model.embedding_model = PeftModel.from_pretrained(model.embedding_model, str(stage_dir / "adapter"),
+                                                          is_trainable=True)
+    latent = {k.removeprefix("latent_attention_model."): v for k, v in iter_tensors(stage_dir)
+              if k.startswith("latent_attention_model.")}
+    model.latent_attention_model.load_state_dict(latent)
+    model.eval()
+    model._fingerprint = None
+    return model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = parse(argv, description=__doc__.split("\n")[0])
+        run(config)
+    except (ConfigError, DataError, state.ResumeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
