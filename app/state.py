@@ -24,6 +24,7 @@ from index.cli import stored_model_source
 from index.errors import IndexStoreError
 
 from .jobs import JobManager
+from .threads import run_query
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,14 @@ def load_encoder(source: str, device: str | None) -> tuple[Any, str]:
         seed = int(source.partition(":")[2] or 0)
         return tiny_model(seed=seed), source
     try:
-        return load_index_encoder(source, Path("."), device)
+        encoder, recorded = load_index_encoder(source, Path("."), device)
     except IndexStoreError as exc:
         raise ModelLoadError(str(exc).removeprefix("cannot load model ")) from None
     except Exception as exc:  # a broken checkpoint raises whatever its parser raises
         raise ModelLoadError(f"{source!r}: {type(exc).__name__}: {exc}") from None
+    if hasattr(encoder, "parameters"):  # a real model: its first forward pass is slow, do it now
+        run_query(encoder.encode_queries, ["warm-up"], show_progress=False)
+    return encoder, recorded
 
 
 @st.cache_resource(show_spinner=False)

@@ -21,7 +21,7 @@ def summary_line(outcome: SearchOutcome) -> str:
         parts.append("filtered by " + esc(req.describe_filters()))
     if req.mode != "keyword":
         parts.append(f"instruction: <i>{esc(req.instruction_text)}</i>")
-    return "<div class='nv-summary'>" + " · ".join(parts) + "</div>"
+    return "<div class='nv-summary nv-results-summary'>" + " · ".join(parts) + "</div>"
 
 
 def card(result: Any, reader: Any) -> None:

@@ -13,6 +13,7 @@ from encoder.instructions import INSTRUCTIONS
 from index.errors import IndexStoreError
 
 from ..params import KINDS, MAX_K, MODE_HELP, MODES, PARAM_KEYS, SearchRequest
+from ..threads import run_query
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def run_search(reader: Any, req: SearchRequest, generation: int) -> SearchOutcom
         return cached[1]
     started = time.perf_counter()
     try:
-        results = reader.search(req.query, req.k, mode=req.index_mode, filters=req.filters(),
-                                instruction=req.instruction_text)
+        results = run_query(reader.search, req.query, req.k, mode=req.index_mode, filters=req.filters(),
+                            instruction=req.instruction_text)
         outcome = SearchOutcome(req, results, time.perf_counter() - started)
     except IndexStoreError as exc:
         outcome = SearchOutcome(req, [], time.perf_counter() - started, str(exc))

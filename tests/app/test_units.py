@@ -86,3 +86,22 @@ def test_upload_names_cannot_escape_the_uploads_folder():
     assert safe_name(".hidden.md") == "hidden.md"
     assert safe_name("") == "upload"
     assert human_bytes(512) == "512 B" and human_bytes(2048) == "2.0 KB"
+
+
+def test_queries_run_on_one_torch_thread_and_other_threads_keep_the_default(monkeypatch):
+    import threading
+
+    import torch
+
+    from app import threads
+
+    default = torch.get_num_threads()
+    monkeypatch.setenv("NVEMBED_QUERY_THREADS", "1")
+    assert threads.run_query(torch.get_num_threads) == 1
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [default] and torch.get_num_threads() == default
+    monkeypatch.setenv("NVEMBED_QUERY_THREADS", "0")
+    assert threads.run_query(threading.current_thread) is threading.current_thread()
