@@ -1,17 +1,11 @@
-"""Read-only look-ups the facade does not offer yet (see the note in docs/app.md).
-
-`neighbours` reads the passages around a result through the index's own store and ORM models. It is the
-only place where the app reaches below `index.Index`; it should become `Index.neighbours(chunk_id)`.
-"""
+"""The passages around a search result: `Index.neighbours` when the facade has it, else a read of the
+index's own store (the only place where the app reaches below `index.Index`; remove it once every index
+package in use has `neighbours`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import select
-
-from index.store import Chunk, Document
 
 
 @dataclass
@@ -21,8 +15,15 @@ class Neighbours:
     total: int  # passages in the document
 
 
-def neighbours(ix: Any, document_id: int, ordinal: int) -> Neighbours:
+def neighbours(ix: Any, document_id: int, ordinal: int) -> Any:
     """The passages just before and after passage `ordinal` of a document, and how many it has."""
+    method = getattr(ix, "neighbours", None)
+    if callable(method):
+        return method(document_id, ordinal)
+    from sqlalchemy import select
+
+    from index.store import Chunk, Document
+
     with ix.store.session() as s:
         rows = s.execute(
             select(Chunk.ordinal, Chunk.text)

@@ -9,11 +9,8 @@ Search (results as cards, and the RAG context), Ingest and Documents. All index 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.components import documents, ingest, rag, results, search, sidebar  # noqa: E402
-from app.config import TIMING_ENV, AppConfig, ConfigError, load_config, script_args  # noqa: E402
+from app.components import TAB_KEY, TABS, documents, ingest, rag, results, search, sidebar  # noqa: E402
+from app.config import AppConfig, ConfigError, load_config, script_args  # noqa: E402
 from app.render import CSS, esc  # noqa: E402
 from app.state import ModelLoadError, job_manager, load_encoder, open_reader, resolve_model_source  # noqa: E402
 from index.cli import stored_model_source  # noqa: E402
@@ -87,20 +84,7 @@ def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.
     return outcome
 
 
-def record_timing(started: float, outcome: search.SearchOutcome | None) -> None:
-    """For benchmarks/app.py: one JSON line per completed run when $NVEMBED_APP_TIMING names a file."""
-    path = os.environ.get(TIMING_ENV)
-    if not path:
-        return
-    line = {"t": time.time(), "run_s": time.perf_counter() - started, "pid": os.getpid(),
-            "query": outcome.request.query if outcome else "", "results": len(outcome.results) if outcome else 0,
-            "search_s": outcome.seconds if outcome else None}
-    with open(path, "a") as fh:
-        fh.write(json.dumps(line) + "\n")
-
-
 def main() -> None:
-    started = time.perf_counter()
     st.set_page_config(page_title="NV-Embed search", page_icon=":material/travel_explore:", layout="wide",
                        initial_sidebar_state="expanded")
     st.set_option("client.toolbarMode", "minimal")  # no "Deploy" button in a product
@@ -141,17 +125,17 @@ def main() -> None:
     sidebar.render(cfg, source, encoder, stats)
 
     status = st.container()
-    tab_search, tab_ingest, tab_docs = st.tabs(
-        [":material/search: Search", ":material/upload_file: Ingest", f":material/folder: Documents ({stats.documents:,})"]
-    )
-    outcome = None
-    with tab_search, guard("the search"):
-        outcome = search_tab(reader, encoder, stats, cfg)
-    with tab_docs, guard("the documents table"):
-        documents.render(reader, manager, encoder, source)
-    with tab_ingest, guard("the ingest forms"):
-        ingest.render_forms(manager, encoder, source, cfg.uploads_dir)
-    record_timing(started, outcome)
+    # Only the open tab is computed (a search does not rebuild the documents table, and so on).
+    tab_search, tab_ingest, tab_docs = st.tabs(list(TABS.values()), key=TAB_KEY, on_change="rerun")
+    if tab_search.open:
+        with tab_search, guard("the search"):
+            search_tab(reader, encoder, stats, cfg)
+    if tab_docs.open:
+        with tab_docs, guard("the documents table"):
+            documents.render(reader, manager, encoder, source, stats.generation)
+    if tab_ingest.open:
+        with tab_ingest, guard("the ingest forms"):
+            ingest.render_forms(manager, encoder, source, cfg.uploads_dir)
     with status, guard("the ingest status"):
         ingest.render_status(manager)  # last: it follows a job started by this run until it ends
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -126,11 +127,8 @@ def display_title(result: object) -> str:
 
 def short_path(path: str, root: str | None = None) -> str:
     """A path relative to `root` (default: the working directory) when it lies under it."""
-    base = Path(root or Path.cwd())
-    try:
-        return str(Path(path).relative_to(base))
-    except ValueError:
-        return path
+    base = str(root or Path.cwd()).rstrip(os.sep) + os.sep
+    return path[len(base):] if path.startswith(base) else path
 
 
 def js_string(text: str) -> str:

@@ -19,7 +19,8 @@ results on an index of about 10,000 passages. Optionally, the README screenshot.
    the index's figures and the search box with the script finished ("first usable page"). `--starts` times.
 3. Search: in that browser, for `--queries` Cranfield/CISI queries and each mode, the query is typed into
    the box and Enter pressed; the clock runs until the summary line for that query and all its result cards
-   are in the page. The in-app search time (the facade call alone) is read from $NVEMBED_APP_TIMING. The same
+   are in the page. The search call's own time (the facade's `search`, query embedding included) is read from the summary
+   line the app shows. The same
    is measured without a browser through `streamlit.testing.v1.AppTest` (submit, one script run).
 4. `--screenshot PATH`: a separate small index of `--screenshot-docs` Cranfield documents embedded by the
    real default model (real vectors), a hybrid search opened from a URL, and a 1400x1000 screenshot
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -127,8 +129,10 @@ def queries(n: int) -> list[str]:
     return [" ".join(q.split()) for q in picked]
 
 
-def read_timings(path: Path) -> list[dict]:
-    return jsonl(path) if path.exists() else []
+def search_seconds(summary: str) -> float | None:
+    """The search call's time that the results summary line shows ("10 results for … · 0.42 s · …")."""
+    match = re.search(r"·\s*([0-9.]+) s\b", summary)
+    return float(match.group(1)) if match else None
 
 
 def summary_and_cards(query: str, k: int) -> str:
@@ -141,16 +145,13 @@ def summary_and_cards(query: str, k: int) -> str:
 def measure_browser(workdir: Path, starts: int, qs: list[str]) -> dict:
     from app.testing import Browser, serve
 
-    timing_file = workdir / "timings.jsonl"
     out: dict = {"startup": [], "search": {m: [] for m in MODES}, "search_idle": {m: [] for m in MODES},
                  "search_in_app": {m: [] for m in MODES}}
     args = ["--index", str(workdir / "index"), "--uploads", str(workdir / "uploads")]
     for attempt in range(starts):
         with Browser(window=(1400, 1000)) as browser:
-            timing_file.unlink(missing_ok=True)
             launched = time.perf_counter()
-            with serve(args, env={"NVEMBED_APP_TIMING": str(timing_file)}, timeout=300,
-                       log_path=workdir / "server.log") as url:
+            with serve(args, timeout=300, log_path=workdir / "server.log") as url:
                 healthy = time.perf_counter() - launched
                 browser.goto(url + "/")
                 browser.wait_for_text("passages). ", timeout=300)  # the index's figures: model and index loaded
@@ -167,18 +168,18 @@ def measure_browser(workdir: Path, starts: int, qs: list[str]) -> dict:
                     browser.wait_for("!!document.querySelector('input[aria-label=\"Query\"]')", timeout=120)
                     browser.wait_idle(timeout=120, settle=0.3)
                     for q in qs:
-                        before = len(read_timings(timing_file))
                         submitted = time.perf_counter()
                         browser.type_and_submit('input[aria-label="Query"]', q)
                         browser.wait_for(summary_and_cards(q, K), timeout=120, poll=0.05)
                         seconds = time.perf_counter() - submitted
                         waited = time.perf_counter() - submitted
                         idle = waited + browser.wait_idle(timeout=60, settle=0.3)
-                        runs = [t for t in read_timings(timing_file)[before:] if t["query"] == q and t["search_s"]]
+                        call = search_seconds(str(browser.eval(
+                            "document.querySelector('.nv-results-summary').innerText")))
                         out["search"][mode].append(seconds)
                         out["search_idle"][mode].append(idle)
-                        if runs:
-                            out["search_in_app"][mode].append(runs[0]["search_s"])
+                        if call is not None:
+                            out["search_in_app"][mode].append(call)
                         print(f"  {mode:8s} results {seconds:5.2f} s, idle {idle:5.2f} s  {q[:60]}", flush=True)
     return out
 

@@ -21,6 +21,8 @@ ROWS = "_doc_rows"
 PENDING = "_doc_pending_delete"
 FLASH = "_doc_flash"
 CLEAR = "_doc_clear_selection"
+DOCS = "_doc_list"
+MAX_OPTIONS = 2000  # the selection list offers the documents shown in the table, up to this many
 
 
 def matches(doc: Any, needle: str) -> bool:
@@ -32,15 +34,27 @@ COLUMNS = ["path", "type", "passages", "modified", "ingested", "title", "pages",
 
 
 def frame(docs: list[Any]) -> pd.DataFrame:
-    df = pd.DataFrame(
-        [{"path": short_path(d.path), "type": d.kind, "passages": d.chunks,
-          "modified": datetime.fromtimestamp(d.mtime), "ingested": datetime.fromtimestamp(d.ingested_at),
-          "title": d.title or "", "pages": d.pages, "size (KB)": round(d.size / 1024, 1)} for d in docs],
-        columns=COLUMNS,
-    )
+    df = pd.DataFrame({
+        "path": [short_path(d.path) for d in docs], "type": [d.kind for d in docs],
+        "passages": [d.chunks for d in docs],
+        "modified": [datetime.fromtimestamp(d.mtime) for d in docs],
+        "ingested": [datetime.fromtimestamp(d.ingested_at) for d in docs],
+        "title": [d.title or "" for d in docs], "pages": [d.pages for d in docs],
+        "size (KB)": [round(d.size / 1024, 1) for d in docs],
+    }, columns=COLUMNS)
     if df["pages"].isna().all():
         df = df.drop(columns=["pages"])
     return df
+
+
+def cached_documents(reader: Any, generation: int) -> list[Any]:
+    """The document list, read again only when the index changed (a commit bumps the generation)."""
+    key = (str(reader.directory), generation)
+    cached = st.session_state.get(DOCS)
+    if cached is None or cached[0] != key:
+        cached = (key, reader.documents())
+        st.session_state[DOCS] = cached
+    return cached[1]
 
 
 def _table_selected() -> None:
@@ -50,11 +64,11 @@ def _table_selected() -> None:
     st.session_state[SELECTED] = [rows[i] for i in picked if i < len(rows)]
 
 
-def render(reader: Any, manager: JobManager, encoder: Any, source: str) -> None:
+def render(reader: Any, manager: JobManager, encoder: Any, source: str, generation: int) -> None:
     flash = st.session_state.pop(FLASH, None)
     if flash:
         getattr(st, flash[0])(flash[1])
-    docs = reader.documents()
+    docs = cached_documents(reader, generation)
     if not docs:
         st.info("No documents yet. Add some in the **Ingest** tab.", icon=":material/inbox:")
         return
@@ -79,13 +93,14 @@ def render(reader: Any, manager: JobManager, encoder: Any, source: str) -> None:
             "size (KB)": st.column_config.NumberColumn("Size (KB)", width="small"),
         },
     )
-    all_paths = [d.path for d in docs]
-    known = set(all_paths)
+    known = {d.path for d in docs}
     if st.session_state.pop(CLEAR, False):
         st.session_state[SELECTED] = []
-    if any(p not in known for p in st.session_state.get(SELECTED, [])):
-        st.session_state[SELECTED] = [p for p in st.session_state[SELECTED] if p in known]
-    selected = st.multiselect("Selected documents", all_paths, key=SELECTED, format_func=short_path,
+    current = [p for p in st.session_state.get(SELECTED, []) if p in known]
+    if current != st.session_state.get(SELECTED, current):
+        st.session_state[SELECTED] = current
+    options = list(dict.fromkeys(current + [d.path for d in shown[:MAX_OPTIONS]]))
+    selected = st.multiselect("Selected documents", options, key=SELECTED, format_func=short_path,
                               placeholder="Select rows in the table, or pick documents here")
     busy = manager.busy
     b1, b2, _ = st.columns([1, 1, 3])

@@ -68,6 +68,7 @@ def result_cards(at) -> list[str]:
 
 
 def documents_table(at):
+    open_tab(at, "documents")
     tables = [d.value for d in at.dataframe if "ingested" in d.value.columns]
     return tables[0] if tables else None
 
@@ -77,7 +78,16 @@ def job_table(at):
     return tables[0] if tables else None
 
 
+def open_tab(at, name: str):
+    """Switch to a tab ("search", "ingest", "documents"): only the open tab is computed."""
+    from app.components import TAB_KEY, TABS
+
+    at.session_state[TAB_KEY] = TABS[name]
+    return at.run()
+
+
 def upload(at, files: list[tuple[str, bytes]]):
+    open_tab(at, "ingest")
     mime = {"txt": "text/plain", "md": "text/markdown", "pdf": "application/pdf", "html": "text/html"}
     at.file_uploader[0].set_value([(n, data, mime.get(n.rsplit(".", 1)[-1], "application/octet-stream"))
                                    for n, data in files])
@@ -85,6 +95,8 @@ def upload(at, files: list[tuple[str, bytes]]):
 
 
 def search(at, query: str, mode: str | None = None):
+    if not any(t.key == "s_query" for t in at.text_input):
+        open_tab(at, "search")
     at.text_input(key="s_query").input(query)
     if mode is not None:
         at.segmented_control(key="s_mode").set_value(mode)

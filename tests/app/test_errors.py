@@ -16,6 +16,7 @@ from .conftest import (
     documents_table,
     job_table,
     no_exception,
+    open_tab,
     page_text,
     result_cards,
     upload,
@@ -75,6 +76,7 @@ def test_empty_index(make_app, app_env):
     at = make_app().run()
     no_exception(at)
     assert any("The index is empty" in i for i in alerts(at, "info"))
+    open_tab(at, "documents")
     assert any("No documents yet" in i for i in alerts(at, "info"))
 
 
@@ -85,7 +87,7 @@ def test_query_while_nothing_is_ingested(make_app, app_env):
 
 
 def test_folder_that_does_not_exist(make_app, app_env):
-    at = make_app().run()
+    at = open_tab(make_app().run(), "ingest")
     missing = app_env["docs"] / "not-there"
     at.text_input(key="folder_path").input(str(missing))
     button(at, "Ingest folder").click().run()
@@ -94,7 +96,7 @@ def test_folder_that_does_not_exist(make_app, app_env):
 
 
 def test_upload_without_files_and_folder_without_path(make_app, app_env):
-    at = make_app().run()
+    at = open_tab(make_app().run(), "ingest")
     button(at, "Ingest uploaded files").click().run()
     assert any("Choose one or more files" in w for w in alerts(at, "warning"))
     button(at, "Ingest folder").click().run()

@@ -11,6 +11,7 @@ from .conftest import (
     documents_table,
     job_table,
     no_exception,
+    open_tab,
     page_text,
     result_cards,
     search,
@@ -46,6 +47,7 @@ def test_upload_two_files_search_then_delete_one(make_app, app_env):
     assert "mark" in next(h.value for h in at.html if "nv-rank" in h.value and "<style" not in h.value)  # the match is highlighted
 
     beta = str(app_env["uploads"] / "beta.md")
+    open_tab(at, "documents")
     at.multiselect(key="doc_selected").set_value([beta]).run()
     button(at, "Delete…").click().run()
     assert any("Delete 1 document" in w for w in alerts(at, "warning"))  # asks first
@@ -54,6 +56,7 @@ def test_upload_two_files_search_then_delete_one(make_app, app_env):
     assert any("Deleted 1 document" in s for s in alerts(at, "success"))
     docs = documents_table(at)
     assert list(map(os.path.basename, docs["path"])) == ["alpha.txt"]
+    open_tab(at, "search")
     assert "lantern galaxy" not in "\n".join(result_cards(at))  # the search reran on the new index
     assert all("beta.md" not in c for c in result_cards(at))
 
@@ -62,6 +65,7 @@ def test_cancel_delete_keeps_the_document(make_app, app_env):
     at = make_app().run()
     upload(at, FILES)
     path = str(app_env["uploads"] / "alpha.txt")
+    open_tab(at, "documents")
     at.multiselect(key="doc_selected").set_value([path]).run()
     button(at, "Delete…").click().run()
     at.button(key="doc_cancel_delete").click().run()
@@ -107,6 +111,7 @@ def test_url_with_query_and_options_shows_results_and_fills_the_form(make_app, a
 def test_task_instruction_and_own_instruction_go_into_the_url(make_app, app_env):
     at = make_app().run()
     upload(at, FILES)
+    open_tab(at, "search")
     at.selectbox(key="s_task").set_value("SciFact")
     search(at, "zebra orchestra")
     assert at.query_params["task"] == "SciFact"
@@ -151,7 +156,7 @@ def test_folder_ingest_reports_each_file_and_prunes_vanished_ones(make_app, app_
     (docs / "two.md").write_text(f"# Two\n\n{UNIQUE_B}")
     (docs / "notes.xyz").write_text("not a supported type")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
-    at = make_app().run()
+    at = open_tab(make_app().run(), "ingest")
     at.text_input(key="folder_path").input(str(docs))
     button(at, "Ingest folder").click().run()
     no_exception(at)
@@ -163,6 +168,7 @@ def test_folder_ingest_reports_each_file_and_prunes_vanished_ones(make_app, app_
     assert len(documents_table(at)) == 2
 
     (docs / "two.md").unlink()
+    open_tab(at, "ingest")
     at.text_input(key="folder_path").input(str(docs))
     button(at, "Ingest folder").click().run()
     rows = job_table(at)
@@ -175,6 +181,7 @@ def test_reingest_selected_document(make_app, app_env):
     at = make_app().run()
     upload(at, FILES)
     path = str(app_env["uploads"] / "alpha.txt")
+    open_tab(at, "documents")
     at.multiselect(key="doc_selected").set_value([path]).run()
     button(at, "Re-ingest").click().run()
     for _ in range(100):  # the job runs in its thread; each run shows its progress, then its result
