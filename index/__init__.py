@@ -18,7 +18,7 @@ from typing import Any
 
 _EXPORTS = {
     "Index": "facade", "open_index": "facade", "DocumentInfo": "facade", "DeleteReport": "facade",
-    "IndexStats": "facade",
+    "IndexStats": "facade", "Neighbours": "facade",
     "ChunkingConfig": "config", "VectorConfig": "config", "IngestConfig": "config", "IndexConfig": "config",
     "resolve_index_dir": "config", "INDEX_DIR_ENV": "config",
     "Encoder": "encoders", "Filters": "filters", "SearchConfig": "retrieval", "SearchResult": "retrieval",

@@ -94,7 +94,7 @@ class IngestConfig:
     """One ingest run: batching, commit frequency and limits on input files."""
 
     batch_size: int = 32  # passages per encoder forward pass
-    embed_group: int = 128  # passages gathered before calling the encoder (it sorts them by length)
+    embed_group: int = 64  # passages gathered before calling the encoder (it sorts them by length)
     commit_every_chunks: int = 4096  # new passages between two commits (each commit rewrites the vector file)
     commit_every_seconds: float = 60.0  # and at most this long between commits
     max_file_mb: float = 200.0  # larger files are reported and skipped

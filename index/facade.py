@@ -81,6 +81,15 @@ class DocumentInfo:
 
 
 @dataclass
+class Neighbours:
+    """The passages just before and after one passage of a document (for showing context around a hit)."""
+
+    previous: str | None
+    next: str | None
+    total: int  # passages in the document
+
+
+@dataclass
 class DeleteReport:
     deleted: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
@@ -558,6 +567,19 @@ class Index:
             return [DocumentInfo(d.path, d.kind, d.title, d.size, d.mtime, d.pages, d.n_chunks, d.encoding,
                                  d.content_hash, d.ingested_at) for d in docs]
 
+    def neighbours(self, document_id: int, ordinal: int) -> Neighbours:
+        """The passages around passage `ordinal` of a document (`SearchResult.document_id`/`.ordinal`)."""
+        with self._mutex:
+            self._ensure_open()
+            with self.store.session() as s:
+                rows = s.execute(
+                    select(Chunk.ordinal, Chunk.text)
+                    .where(Chunk.document_id == document_id, Chunk.ordinal.in_([ordinal - 1, ordinal + 1]))
+                ).all()
+                total = s.execute(select(Document.n_chunks).where(Document.id == document_id)).scalar_one_or_none()
+            by_ordinal = {int(o): t for o, t in rows}
+            return Neighbours(by_ordinal.get(ordinal - 1), by_ordinal.get(ordinal + 1), int(total or 0))
+
     def stats(self) -> IndexStats:
         with self._mutex:
             self._ensure_open()
@@ -647,4 +669,4 @@ def open_index(directory: str | os.PathLike[str] | None = None, encoder: Encoder
     return Index.open(directory, encoder, **kwargs)
 
 
-__all__ = ["DeleteReport", "DocumentInfo", "Index", "IndexStats", "open_index"]
+__all__ = ["DeleteReport", "DocumentInfo", "Index", "IndexStats", "Neighbours", "open_index"]

@@ -206,6 +206,9 @@ _BLOCK_TAGS = {"p", "div", "section", "article", "main", "li", "ul", "ol", "dl",
                "thead", "tbody", "tfoot", "blockquote", "pre", "br", "hr", "figure", "figcaption", "address",
                "details", "summary", "caption", "body", "center", "fieldset", "h1", "h2", "h3", "h4", "h5", "h6"}
 _CELL_TAGS = {"td", "th"}
+# class or id words of navigation furniture in generated pages (texinfo, Sphinx, CMS themes)
+_BOILERPLATE = {"nav", "navbar", "navigation", "nav-panel", "navpanel", "navheader", "navfooter", "breadcrumb",
+                "breadcrumbs", "sidebar", "sphinxsidebar", "related", "menu", "skip-link", "cookie-banner"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
 
 
@@ -274,6 +277,8 @@ def _load_html(data: bytes) -> LoadedDocument:
     drops = list(root.iter(*_DROP_TAGS, "header", "footer", etree.Comment, etree.ProcessingInstruction))
     drops += [el for el in root.xpath("//*[@role or @hidden or @aria-hidden]")
               if el.get("role") in _DROP_ROLES or el.get("hidden") is not None or el.get("aria-hidden") == "true"]
+    drops += [el for el in root.xpath("//*[@class or @id]")
+              if _BOILERPLATE.intersection(f"{el.get('class', '')} {el.get('id', '')}".lower().split())]
     for el in drops:
         if el.tag in ("header", "footer") and any(a.tag in ("article", "main") for a in el.iterancestors()):
             continue  # an article's own header/footer is content

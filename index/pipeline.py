@@ -193,6 +193,7 @@ class IngestRun:
         self.pending_chunks = 0
         self.touches: list[tuple[str, int, float]] = []
         self.last_commit = time.monotonic()
+        self.passages_bar: Any = None
 
     # ------------------------------------------------------------------------------------ steps ----
     def prepare(self, path: str, data: bytes, size: int, mtime: float, known: Any, kind: str | None = None) -> None:
@@ -212,8 +213,14 @@ class IngestRun:
         finally:
             t["parse"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        chunks = chunk_document(doc.text, doc.blocks, self.ix._counter, self.ix.chunking)
-        t["chunk"] += time.perf_counter() - t0
+        try:
+            chunks = chunk_document(doc.text, doc.blocks, self.ix._counter, self.ix.chunking)
+        except InvalidInputError:
+            raise  # settings: the same for every file, so stop the run
+        except Exception as exc:  # e.g. the tokenizer rejects some text: report the file, go on
+            raise LoadError(f"chunking failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            t["chunk"] += time.perf_counter() - t0
         if not chunks:
             raise LoadError("no text found in the file")
         for note in doc.warnings:
@@ -224,6 +231,9 @@ class IngestRun:
         self.pending.append(_Pending(write, known is None))
         self.unembedded += len(chunks)
         self.pending_chunks += len(chunks)
+        if self.passages_bar is not None:
+            self.passages_bar.total += len(chunks)
+            self.passages_bar.refresh()
         if self.unembedded >= self.cfg.embed_group:
             self.embed()
         if (self.pending_chunks >= self.cfg.commit_every_chunks
@@ -236,7 +246,13 @@ class IngestRun:
         if not texts:
             return
         t0 = time.perf_counter()
-        vectors = self.ix._embed_passages(texts)
+        step = max(1, 2 * self.cfg.batch_size)  # slices, so the passages bar moves during a long embed
+        parts = []
+        for lo in range(0, len(texts), step):
+            parts.append(self.ix._embed_passages(texts[lo : lo + step]))
+            if self.passages_bar is not None:
+                self.passages_bar.update(len(parts[-1]))
+        vectors = np.concatenate(parts)
         self.report.timings["embed"] += time.perf_counter() - t0
         pos = 0
         for p in todo:
@@ -275,7 +291,8 @@ class IngestRun:
         known = self.ix.store.documents_by_path(prefix=root_s)
         known = {p: d for p, d in known.items() if p == root_s or p.startswith(root_s.rstrip(os.sep) + os.sep)}
         max_bytes = int(self.cfg.max_file_mb * 1e6)
-        bar = _progress(len(found.files), self.progress)
+        bar = _progress(len(found.files), self.progress, "files", "file", 0)
+        self.passages_bar = _progress(0, self.progress, "embedded", "passage", 1)
         try:
             for path in found.files:
                 t0 = time.perf_counter()
@@ -288,25 +305,29 @@ class IngestRun:
                     self.report.failed.append((path, str(exc)))
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(passages=self.report.chunks_added + self.pending_chunks, refresh=False)
+            deletes = self._prune_list(found, known, root_s) if prune else []
+            self.flush(deletes)
         finally:
-            if bar is not None:
-                bar.close()
-        deletes: list[str] = []
-        if prune:
-            present = set(found.files) | {p for p, _ in found.errors}
-            blocked = [d.rstrip(os.sep) + os.sep for d in found.unlisted]
-            gone = [p for p in known if p not in present and not any(p.startswith(b) for b in blocked)]
-            if gone and not found.files and not found.errors:
-                self.report.prune_note = (
-                    f"{root_s} has no supported files; not pruning its {len(gone)} stored documents "
-                    "(remove them with `python -m index.delete`)"
-                )
-            else:
-                deletes = gone
-        self.flush(deletes)
+            for b in (bar, self.passages_bar):
+                if b is not None:
+                    b.close()
+            self.passages_bar = None
         self.report.elapsed = time.perf_counter() - started
         return self.report
+
+    def _prune_list(self, found: Discovery, known: dict[str, Any], root_s: str) -> list[str]:
+        deletes: list[str] = []
+        present = set(found.files) | {p for p, _ in found.errors}
+        blocked = [d.rstrip(os.sep) + os.sep for d in found.unlisted]
+        gone = [p for p in known if p not in present and not any(p.startswith(b) for b in blocked)]
+        if gone and not found.files and not found.errors:
+            self.report.prune_note = (
+                f"{root_s} has no supported files; not pruning its {len(gone)} stored documents "
+                "(remove them with `python -m index.delete`)"
+            )
+        else:
+            deletes = gone
+        return deletes
 
     def one(self, path: str, data: bytes, size: int, mtime: float, kind: str | None) -> IngestReport:
         """Add or replace one document from its bytes."""
@@ -318,9 +339,9 @@ class IngestRun:
         return self.report
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool, desc: str, unit: str, position: int) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="file", desc="ingest", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, desc=f"{desc:>8}", file=sys.stderr, dynamic_ncols=True, position=position)

@@ -69,7 +69,7 @@ def test_settings_validated_against_model():
 words = st.text(alphabet=st.sampled_from(list("abcdefghij .,!?\n-é")), min_size=0, max_size=400)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, database=None)
 @given(words, st.integers(12, 60), st.integers(0, 6))
 def test_property_no_chunk_over_limit_offsets_exact(text, chunk_tokens, overlap):
     enc = HashEncoder(8, max_length=chunk_tokens)

@@ -45,6 +45,15 @@ def test_html_main_text_without_navigation():
     assert any(b.heading for b in doc.blocks)
 
 
+def test_html_navigation_by_class_dropped_article_header_kept():
+    html = ('<html><body><div class="nav-panel">Next: Closures, Previous: Types</div>'
+            '<div id="sidebar">Related pages</div><article><header><h1>Real title</h1></header>'
+            '<p class="lead">Article text.</p></article></body></html>')
+    doc = load_bytes(html.encode(), "html")
+    assert "Next:" not in doc.text and "Related pages" not in doc.text
+    assert "# Real title" in doc.text and "Article text." in doc.text
+
+
 def test_html_declared_charset_and_table():
     html = ('<html><head><meta charset="windows-1252"><title>T</title></head><body>'
             '<p>Caf\xe9 cr\xe8me</p><table><tr><td>a</td><td>b</td></tr></table></body></html>')

@@ -41,6 +41,8 @@ def test_dense_finds_its_own_text_and_scores_are_ordered(corpus):
     assert hits[0].path.endswith("n07.txt") and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    around = corpus.neighbours(hits[0].document_id, hits[0].ordinal)
+    assert around.total == 1 and around.previous is None and around.next is None
 
 
 @pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])

@@ -126,5 +126,5 @@ class IndexMachine(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-IndexMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=20, deadline=None)
+IndexMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=20, deadline=None, database=None)
 TestIndexStateMachine = IndexMachine.TestCase
