@@ -76,7 +76,7 @@ class RunState:
 
 def _prepare_output(config: RunConfig, main: bool) -> Path:
     out = Path(config.output_dir)
-    existing = (out / RUN_FILE).is_file() or state.list_checkpoints(out)
+    existing = distributed.broadcast_object(bool((out / RUN_FILE).is_file() or state.list_checkpoints(out)))
     if existing and not config.resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --output-dir")
     if main:

@@ -65,3 +65,16 @@ def test_missing_data_file_and_empty_stage(tmp_path, data_files):
     with pytest.raises(ConfigError, match="stage2.data is empty"):
         parse(["--stage1-data", str(data_files["retrieval"])])
     assert parse(["--stage1-data", str(data_files["retrieval"]), "--stages", "1"]).stages == [1]
+
+
+def test_shipped_config_files_parse():
+    from pathlib import Path
+
+    from training.config import from_dict, read_file
+
+    root = Path(__file__).resolve().parents[2] / "training" / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.name for f in files} >= {"cpu-small.yaml", "nv-embed-v2-7b.yaml"}
+    for file in files:
+        config = from_dict(read_file(file))  # no unknown key, every value of the right type
+        assert config.stage1.data and config.stage2.data
