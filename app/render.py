@@ -24,10 +24,11 @@ CSS = """
 .nv-hero {display: flex; align-items: baseline; gap: .8rem; flex-wrap: wrap; margin-bottom: .1rem;}
 .nv-hero h1 {font-size: 1.9rem; margin: 0; padding: 0;}
 .nv-tagline {opacity: .72; font-size: .98rem;}
-.nv-head {display: flex; align-items: baseline; gap: .55rem; flex-wrap: wrap;}
+.nv-head {display: flex; align-items: baseline; gap: .55rem; flex-wrap: nowrap;}
 .nv-rank {font-weight: 700; opacity: .5; font-variant-numeric: tabular-nums; min-width: 1.6rem;}
-.nv-title {font-weight: 650; font-size: 1.04rem;}
-.nv-score {margin-left: auto; font-variant-numeric: tabular-nums; font-size: .8rem; white-space: nowrap;
+.nv-title {font-weight: 650; font-size: 1.04rem; flex: 1 1 auto; min-width: 0; overflow: hidden;
+            text-overflow: ellipsis; white-space: nowrap;}
+.nv-score {flex: none; margin-left: auto; font-variant-numeric: tabular-nums; font-size: .8rem; white-space: nowrap;
            padding: .08rem .55rem; border-radius: 999px; background: rgba(128, 128, 128, .16);}
 .nv-meta {font-size: .82rem; opacity: .68; margin: .1rem 0 .35rem 2.15rem; word-break: break-all;}
 .nv-meta code {font-size: .8rem; background: transparent; padding: 0;}
@@ -120,9 +121,11 @@ def score_label(mode: str, score: float) -> str:
     return f"RRF {score:.4f}"
 
 
-def display_title(result: object) -> str:
-    title = (getattr(result, "title", None) or "").strip()
-    return title or Path(result.path).name
+def display_title(result: object, limit: int = 160) -> str:
+    """The document's title (its first line for plain text), else the file name; at most `limit` chars."""
+    title = " ".join((getattr(result, "title", None) or "").split())
+    title = title or Path(result.path).name
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 
 
 def short_path(path: str, root: str | None = None) -> str:

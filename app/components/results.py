@@ -42,7 +42,7 @@ def card(result: Any, reader: Any) -> None:
         score_help = f" title='{esc(' · '.join(sub))}'" if sub else ""
         st.html(
             f"<div class='nv-head'><span class='nv-rank'>{result.rank}</span>"
-            f"<span class='nv-title'>{esc(display_title(result))}</span>"
+            f"<span class='nv-title' title='{esc(display_title(result, 400))}'>{esc(display_title(result))}</span>"
             f"<span class='nv-score'{score_help}>{esc(score_label(result.mode, result.score))}</span></div>"
             f"<div class='nv-meta'>{' · '.join(meta)}</div>"
             f"<div class='nv-passage'>{passage_html(result)}</div>")
