@@ -17,8 +17,6 @@ from ..render import esc, short_path
 
 STARTED_HERE = "_job_started_here"
 SHOWN = "_job_shown"
-STATUS_ICONS = {"added": "✅ added", "updated": "🔄 updated", "unchanged": "⏸️ unchanged", "removed": "🗑️ removed",
-                "skipped": "⏭️ skipped", "failed": "❌ failed"}
 UPLOAD_TYPES = sorted({ext.lstrip(".") for ext in SUPPORTED})
 
 
@@ -91,9 +89,12 @@ def _progress_value(job: Job) -> float:
 
 
 def table(job: Job) -> pd.DataFrame:
+    """One row per file, failures first."""
+    order = {"failed": 0, "skipped": 1, "removed": 2, "added": 3, "updated": 4, "unchanged": 5}
+    outcomes = sorted(job.outcomes, key=lambda o: order.get(o.status, 9))
     return pd.DataFrame(
-        [{"file": short_path(o.name), "status": STATUS_ICONS.get(o.status, o.status), "passages": o.passages,
-          "reason": o.reason} for o in job.outcomes],
+        [{"file": short_path(o.name), "status": o.status, "passages": o.passages,
+          "reason": o.reason} for o in outcomes],
         columns=["file", "status", "passages", "reason"],
     )
 
