@@ -33,16 +33,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device for the model (default: cuda if present, else cpu)")
 
 
-def stored_model_source(directory: Path) -> str | None:
-    """The `--model` value recorded when the index was built (None for a new index)."""
+def stored_record(directory: Path) -> Any:
+    """The index record of an existing index (None for a new one), read without opening the index."""
     if not (directory / DB_NAME).exists():
         return None
     store = Store(directory)
     try:
-        record = store.record()
-        return record.model_source if record is not None else None
+        return store.record()
     finally:
         store.close()
+
+
+def stored_model_source(directory: Path) -> str | None:
+    """The `--model` value recorded when the index was built (None for a new index)."""
+    record = stored_record(directory)
+    return record.model_source if record is not None else None
 
 
 def load_encoder(spec: str | None, directory: Path, device: str | None = None) -> tuple[Any, str]:

@@ -393,7 +393,11 @@ class Index:
         prune = self.config.ingest.prune if prune is None else prune
         report = IngestReport(root=normalise_path(folder))
         with self._writing():
-            return IngestRun(self, report, force=force, progress=progress).run(folder, prune)
+            report = IngestRun(self, report, force=force, progress=progress).run(folder, prune)
+            if self._record_updates:  # new settings with nothing else to commit: record them anyway
+                self._commit(Changes())
+                report.commits += 1
+            return report
 
     def upsert(self, path: str | os.PathLike[str], content: bytes | None = None, *, kind: str | None = None,
                mtime: float | None = None) -> IngestReport:

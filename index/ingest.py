@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
-from .cli import add_index_option, add_model_options, index_dir, load_encoder, print_json, run
+from .cli import add_index_option, add_model_options, index_dir, load_encoder, print_json, run, stored_record
 from .config import ChunkingConfig, IndexConfig, IngestConfig, VectorConfig
 
 
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         chunking = ChunkingConfig(chunk_tokens, overlap)
     vectors = None
     if args.vector_index is not None or args.nprobe is not None:
-        vectors = VectorConfig(kind=args.vector_index or "flat", nprobe=args.nprobe or 32)
+        record = stored_record(directory)  # change only what was asked for
+        base = VectorConfig() if record is None else VectorConfig(
+            kind=record.vector_kind, nlist=record.nlist, nprobe=record.nprobe, ivf_min_vectors=record.ivf_min_vectors)
+        vectors = replace(base, kind=args.vector_index or base.kind, nprobe=args.nprobe or base.nprobe)
     config = IndexConfig(chunking=chunking, vectors=vectors, ingest=IngestConfig(
         batch_size=args.batch_size, commit_every_chunks=args.commit_every, max_file_mb=args.max_file_mb,
         prune=args.prune, include_hidden=args.include_hidden, follow_symlinks=not args.no_follow_symlinks,

@@ -108,3 +108,14 @@ def test_python_dash_m_and_default_location(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["path"] == str(docs / "notes.txt")
     assert "RuntimeWarning" not in proc.stderr
+
+
+def test_vector_index_options_change_only_what_is_asked(built, capsys):
+    docs, ix, _ = built
+    from index.cli import stored_record
+
+    assert _run(ingest_cli, [str(docs), "--index", str(ix), "--vector-index", "ivf", "-q"], capsys)[0] == 0
+    assert stored_record(ix).vector_kind == "ivf"
+    assert _run(ingest_cli, [str(docs), "--index", str(ix), "--nprobe", "8", "-q"], capsys)[0] == 0
+    record = stored_record(ix)
+    assert (record.vector_kind, record.nprobe) == ("ivf", 8)
