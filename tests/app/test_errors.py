@@ -184,3 +184,24 @@ def test_search_works_while_an_ingest_holds_the_writer_lock(make_app, app_env):
     assert job.state == "done" and job.counts()["added"] == 4
     at2.run()
     assert len(documents_table(at2)) == 5
+
+
+def test_stopping_an_ingest_keeps_what_was_committed(app_env):
+    from app.jobs import JobManager
+    from app.state import load_encoder
+
+    docs = app_env["docs"]
+    for i in range(6):
+        (docs / f"d{i}.txt").write_text(f"document number {i} about the harbor")
+    model, _ = load_encoder("tiny", None)
+    manager = JobManager(app_env["index"])
+    slow = SlowEncoder(model, delay=0.4)
+    job = manager.ingest_folder(str(docs), slow, "tiny")
+    assert slow.gate.wait(30)
+    job.stop_requested.set()
+    deadline = time.time() + 60
+    while job.running and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.state == "stopped" and 1 <= job.counts()["added"] < 6
+    with index.open(app_env["index"], model) as ix:
+        assert ix.stats().documents == job.counts()["added"]  # each finished file was committed

@@ -190,3 +190,18 @@ def test_reingest_selected_document(make_app, app_env):
         at.run()
     no_exception(at)
     assert list(job_table(at)["status"]) == ["updated"]
+
+
+def test_documents_filter_as_you_type(make_app, app_env):
+    at = make_app().run()
+    upload(at, FILES)
+    open_tab(at, "documents")
+    at.text_input(key="doc_filter").input("beta").run()
+    docs = [d.value for d in at.dataframe if "ingested" in d.value.columns][0]
+    assert list(map(os.path.basename, docs["path"])) == ["beta.md"]
+    assert "1 of 2 documents" in page_text(at)
+    at.text_input(key="doc_filter").input("markdown beta").run()  # every word must match
+    assert len([d.value for d in at.dataframe if "ingested" in d.value.columns][0]) == 1
+    at.text_input(key="doc_filter").input("nothing-like-this").run()
+    assert len([d.value for d in at.dataframe if "ingested" in d.value.columns][0]) == 0
+    no_exception(at)
