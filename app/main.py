@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from app.components import TAB_KEY, TABS, documents, ingest, rag, results, search, sidebar  # noqa: E402
 from app.config import AppConfig, ConfigError, load_config, script_args  # noqa: E402
-from app.render import CSS, esc  # noqa: E402
+from app.render import CSS, esc, md  # noqa: E402
 from app.state import ModelLoadError, job_manager, load_encoder, open_reader, resolve_model_source  # noqa: E402
 from index.cli import stored_model_source  # noqa: E402
 from index.errors import IndexStoreError, ModelMismatchError  # noqa: E402
@@ -40,7 +40,7 @@ def guard(area: str) -> Iterator[None]:
         yield
     except Exception as exc:  # st.rerun / st.stop are BaseExceptions and pass through
         log.exception("%s failed", area)
-        st.error(f"Something went wrong in {area}: {type(exc).__name__}: {exc}. The details are in the server "
+        st.error(f"Something went wrong in {area}: {type(exc).__name__}: {md(exc)}. The details are in the server "
                  "log.", icon=":material/error:")
 
 
@@ -53,7 +53,7 @@ def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.
     req = search.render_form()
     if stats.documents == 0:
         if req.query:
-            st.warning(f"Nothing is ingested yet, so there is nothing to search for “{req.query}”. "
+            st.warning(f"Nothing is ingested yet, so there is nothing to search for “{md(req.query)}”. "
                        "Add documents in the **Ingest** tab, then search again.", icon=":material/search_off:")
         else:
             st.info("The index is empty. Add documents in the **Ingest** tab: upload files, or give a folder "
@@ -66,13 +66,13 @@ def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.
         return None
     outcome = search.run_search(reader, req, stats.generation)
     if outcome.error:
-        st.error(f"The search failed: {outcome.error}", icon=":material/error:")
+        st.error(f"The search failed: {md(outcome.error)}", icon=":material/error:")
         return outcome
     if not outcome.results:
         hint = " Try fewer filters." if req.active_filters else ""
         if req.mode == "keyword":
             hint += " Keyword search needs one of the words to occur; semantic search does not."
-        st.warning(f"No results for “{req.query}”.{hint}", icon=":material/search_off:")
+        st.warning(f"No results for “{md(req.query)}”.{hint}", icon=":material/search_off:")
         return outcome
     st.html(results.summary_line(outcome))
     cards, context = st.tabs([f"Results ({len(outcome.results)})", "RAG context"])
@@ -93,7 +93,7 @@ def main() -> None:
     try:
         cfg = load_config(script_args(__file__))
     except ConfigError as exc:
-        st.error(str(exc), icon=":material/settings:")
+        st.error(md(exc), icon=":material/settings:")
         return
     source = resolve_model_source(cfg.model, cfg.index_dir)
     try:
@@ -102,7 +102,7 @@ def main() -> None:
             encoder, _recorded = load_encoder(source, cfg.device)
     except ModelLoadError as exc:
         sidebar.render(cfg, source, model_error=str(exc))
-        st.error(f"The model could not be loaded: {exc}. Start the app with another one "
+        st.error(f"The model could not be loaded: {md(exc)}. Start the app with another one "
                  "(`streamlit run app/main.py -- --model PATH`, or `NVEMBED_MODEL=PATH`).", icon=":material/error:")
         return
     try:
@@ -112,13 +112,13 @@ def main() -> None:
         built_with = stored_model_source(cfg.index_dir)
         fix = (f"Start the app with that model (`streamlit run app/main.py -- --model {built_with}`), "
                if built_with else "Start the app with the model the index was built with (`-- --model PATH`), ")
-        st.error(f"**This index was built with another model.** {exc}", icon=":material/error:")
+        st.error(f"**This index was built with another model.** {md(exc)}", icon=":material/error:")
         st.info(fix + "or use another index directory (`-- --index DIR`). Re-embedding everything with the new "
                 "model: `python -m index.ingest DOCS --reindex --model ...`.", icon=":material/lightbulb:")
         return
     except IndexStoreError as exc:
         sidebar.render(cfg, source, encoder)
-        st.error(f"The index at `{cfg.index_dir}` cannot be opened: {exc}", icon=":material/error:")
+        st.error(f"The index at `{cfg.index_dir}` cannot be opened: {md(exc)}", icon=":material/error:")
         return
     stats = reader.stats()
     manager = job_manager(str(cfg.index_dir))

@@ -51,6 +51,17 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+_MD_SPECIAL = re.compile(r"([\\*_\[\]<>#|~$])")
+
+
+def md(text: object) -> str:
+    """Text for Streamlit markdown (alerts, captions): markdown and LaTeX characters escaped outside
+    `code spans`, so paths, queries and error messages show as written."""
+    parts = re.split(r"(`[^`\n]+`)", str(text))
+    return "".join(p if p.startswith("`") and p.endswith("`") and len(p) > 1 else _MD_SPECIAL.sub(r"\\\1", p)
+                   for p in parts)
+
+
 def esc_lines(text: str) -> str:
     """Escaped, with line breaks kept as <br> (runs of blank lines become one empty line)."""
     return nl2br(esc(text))

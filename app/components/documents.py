@@ -11,7 +11,7 @@ import streamlit as st
 from index.errors import IndexStoreError
 
 from ..jobs import BusyError, JobManager
-from ..render import esc, short_path
+from ..render import esc, md, short_path
 from .ingest import start_reingest
 
 FILTER = "doc_filter"
@@ -127,11 +127,11 @@ def render(reader: Any, manager: JobManager, encoder: Any, source: str, generati
                     report = manager.delete(pending, encoder, source)
                     msg = f"Deleted {len(report.deleted)} document(s), {report.chunks_removed} passages."
                     if report.not_found:
-                        msg += f" Not in the index: {', '.join(report.not_found)}."
+                        msg += f" Not in the index: {md(', '.join(report.not_found))}."
                     st.session_state[FLASH] = ("success", msg)
                     st.session_state[CLEAR] = True
                 except (BusyError, IndexStoreError) as exc:
-                    st.session_state[FLASH] = ("error", f"Nothing deleted: {exc}")
+                    st.session_state[FLASH] = ("error", f"Nothing deleted: {md(exc)}")
                 st.rerun()
             if no.button("Cancel", key="doc_cancel_delete", width="stretch"):
                 st.session_state.pop(PENDING, None)

@@ -13,7 +13,7 @@ import streamlit as st
 from index.loaders import KINDS as SUPPORTED
 
 from ..jobs import BusyError, Job, JobManager
-from ..render import esc, short_path
+from ..render import md, short_path
 
 STARTED_HERE = "_job_started_here"
 SHOWN = "_job_shown"
@@ -23,7 +23,7 @@ UPLOAD_TYPES = sorted({ext.lstrip(".") for ext in SUPPORTED})
 def render_forms(manager: JobManager, encoder: Any, source: str, uploads_dir: Path) -> None:
     busy = manager.busy
     if busy:
-        st.info(f"An ingest is running ({manager.current.title}); new ones can start when it is done. "
+        st.info(f"An ingest is running ({md(manager.current.title)}); new ones can start when it is done. "
                 "Searching works meanwhile.", icon=":material/hourglass_top:")
     left, right = st.columns(2, gap="large")
     with left:
@@ -54,7 +54,7 @@ def render_forms(manager: JobManager, encoder: Any, source: str, uploads_dir: Pa
             if not path:
                 st.warning("Type the path of a folder on the server first.")
             elif not Path(path).expanduser().exists():
-                st.error(f"The folder **{esc(path)}** does not exist on the server "
+                st.error(f"The folder **{md(path)}** does not exist on the server "
                          f"(paths are read on the machine running the app; relative paths start at "
                          f"`{Path.cwd()}`).", icon=":material/folder_off:")
             else:
@@ -65,7 +65,7 @@ def _start(make_job: Any) -> Job | None:
     try:
         job = make_job()
     except BusyError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc))
         return None
     st.session_state[STARTED_HERE] = job.id
     return job
@@ -101,9 +101,9 @@ def table(job: Job) -> pd.DataFrame:
 
 def show_result(job: Job) -> None:
     failed = [o for o in job.outcomes if o.status == "failed"]
-    head = f"**{job.title.capitalize()}** {'finished' if job.state == 'done' else job.state} in {job.elapsed:.1f} s: {job.summary()}."
+    head = f"**{md(job.title.capitalize())}** {'finished' if job.state == 'done' else job.state} in {job.elapsed:.1f} s: {job.summary()}."
     if job.state == "failed":
-        st.error(f"The ingest stopped: {job.error}", icon=":material/error:")
+        st.error(f"The ingest stopped: {md(job.error)}", icon=":material/error:")
     elif failed:
         st.warning(head, icon=":material/warning:")
     elif job.state == "stopped":
@@ -111,11 +111,11 @@ def show_result(job: Job) -> None:
     else:
         st.success(head, icon=":material/check_circle:")
     for o in failed[:5]:
-        st.error(f"**{esc(Path(o.name).name)}** could not be ingested: {esc(o.reason)}", icon=":material/block:")
+        st.error(f"**{md(Path(o.name).name)}** could not be ingested: {md(o.reason)}", icon=":material/block:")
     if len(failed) > 5:
         st.caption(f"…and {len(failed) - 5} more failures, listed in the table.")
     if job.note:
-        st.caption(job.note)
+        st.caption(md(job.note))
     if job.outcomes:
         with st.expander(f"Files ({len(job.outcomes)})", expanded=len(job.outcomes) <= 20 or bool(failed)):
             st.dataframe(table(job), hide_index=True, width="stretch", column_config={

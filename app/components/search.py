@@ -13,6 +13,7 @@ from encoder.instructions import INSTRUCTIONS
 from index.errors import IndexStoreError
 
 from ..params import KINDS, MAX_K, MODE_HELP, MODES, PARAM_KEYS, SearchRequest
+from ..render import md
 from ..threads import run_query
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def render_form() -> SearchRequest:
             f3.date_input("Modified from", key=W["after"], value=None, format="YYYY-MM-DD")
             f4.date_input("Modified until", key=W["before"], value=None, format="YYYY-MM-DD")
     for problem in url_req.problems:
-        st.caption(f":orange[Link: {problem}]")
+        st.caption(f":orange[Link: {md(problem)}]")
     return widget_request()
 
 

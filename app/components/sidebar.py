@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from ..config import AppConfig
-from ..render import esc, human_bytes, stats_grid
+from ..render import esc, human_bytes, md, stats_grid
 
 VECTOR_KINDS = {"flat": ("exact", "FAISS flat inner-product index"), "ivf": ("approximate", "FAISS IVF index")}
 
@@ -37,7 +37,7 @@ def render(cfg: AppConfig, source: str, encoder: Any = None, stats: Any = None, 
                           "results are weak. Keyword and hybrid search are unaffected by it.")
         sb.caption(f"source `{source}` · fingerprint `{encoder.fingerprint}`")
     else:
-        sb.error(model_error or "no model loaded")
+        sb.error(md(model_error or "no model loaded"))
 
     sb.markdown("### Index")
     if stats is not None:
@@ -60,4 +60,4 @@ def render(cfg: AppConfig, source: str, encoder: Any = None, stats: Any = None, 
     sb.caption("Set with `--index`, `--uploads`, `--model` after `--` on the command line, or the "
                "`NVEMBED_*` environment variables (see the README).")
     if cfg.unknown_args:
-        sb.warning(f"Ignored unknown app arguments: {' '.join(cfg.unknown_args)}")
+        sb.warning(f"Ignored unknown app arguments: {md(' '.join(cfg.unknown_args))}")

@@ -50,12 +50,17 @@ def button(at, label: str):
 def page_text(at) -> str:
     """Everything the page shows as text (markdown, HTML with tags removed, alerts, captions, code)."""
     parts = [m.value for m in at.markdown] + [TAGS.sub("", h.value) for h in at.html]
-    parts += [e.value for kind in ("error", "warning", "info", "success", "caption", "code") for e in getattr(at, kind)]
+    parts += [MD_ESCAPE.sub(r"\1", e.value) for kind in ("error", "warning", "info", "success", "caption", "code")
+              for e in getattr(at, kind)]
     return "\n".join(parts)
 
 
+MD_ESCAPE = re.compile(r"\\(.)")
+
+
 def alerts(at, kind: str) -> list[str]:
-    return [e.value for e in getattr(at, kind)]
+    """The text of the page's alerts of one kind, markdown escapes removed."""
+    return [MD_ESCAPE.sub(r"\1", e.value) for e in getattr(at, kind)]
 
 
 def no_exception(at) -> None:

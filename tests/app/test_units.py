@@ -105,3 +105,10 @@ def test_queries_run_on_one_torch_thread_and_other_threads_keep_the_default(monk
     assert seen == [default] and torch.get_num_threads() == default
     monkeypatch.setenv("NVEMBED_QUERY_THREADS", "0")
     assert threads.run_query(threading.current_thread) is threading.current_thread()
+
+
+def test_markdown_escaping_keeps_code_spans():
+    from app.render import md
+
+    assert md("a_b *c* $x$ [l](u)") == "a\\_b \\*c\\* \\$x\\$ \\[l\\](u)"
+    assert md("run `python -m index.ingest DOCS_DIR` now_") == "run `python -m index.ingest DOCS_DIR` now\\_"
