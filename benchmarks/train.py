@@ -98,8 +98,7 @@ def run_child(args: argparse.Namespace, batch_size: int, chunk_size: int | None)
     command = [sys.executable, __file__, "--child", "--batch-size", str(batch_size), "--negatives",
                str(args.negatives), "--length", str(args.length), "--hidden", str(args.hidden), "--layers",
                str(args.layers), "--latents", str(args.latents), "--steps", str(args.steps), "--threads", str(args.threads)]
-    if chunk_size:
-        command += ["--chunk-size", str(chunk_size)]
+    command += ["--chunk-size", str(chunk_size or 0)]  # 0: the plain step
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -108,7 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32], help="queries per step")
     parser.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
-    parser.add_argument("--chunk-size", type=int, default=8, help="texts per chunk for the chunked step")
+    parser.add_argument("--chunk-size", type=int, default=8, help="texts per chunk for the chunked step (0: plain)")
     parser.add_argument("--negatives", type=int, default=3)
     parser.add_argument("--length", type=int, default=64, help="tokens per passage (queries a quarter)")
     parser.add_argument("--hidden", type=int, default=256)
