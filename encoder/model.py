@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512  # NV-Embed's training and MTEB length; the reference encode() default is 4096
 PROGRESS_THRESHOLD = 256  # show a progress bar from this many texts on
+# Config fields that do not change what the model computes; left out of the fingerprint.
+_INCIDENTAL_CONFIG_KEYS = {"transformers_version", "dtype", "torch_dtype", "architectures", "use_cache"}
 
 
 def default_device() -> torch.device:
@@ -119,7 +121,9 @@ class NVEmbedModel(nn.Module):
         last layer, final norm): cheap for a 7B model, and any training run changes it.
         """
         if self._fingerprint is None:
-            digest = hashlib.sha256(json.dumps(self.config.to_dict()["text_config"], sort_keys=True).encode())
+            text = {k: v for k, v in self.config.to_dict()["text_config"].items()
+                    if not k.startswith("_") and k not in _INCIDENTAL_CONFIG_KEYS}
+            digest = hashlib.sha256(json.dumps(text, sort_keys=True).encode())
             digest.update(json.dumps(self.config.latent.to_dict(), sort_keys=True).encode())
             state = self.state_dict()
             keys = [k for k in state if k.startswith("latent_attention_model.")]
