@@ -176,7 +176,7 @@ def main() -> int:
     parser.add_argument("--negatives", type=int, default=7)
     parser.add_argument("--query-length", type=int, default=512)
     parser.add_argument("--passage-length", type=int, default=512)
-    parser.add_argument("--chunk-size", type=int, default=64, help="texts per forward in the chunked step")
+    parser.add_argument("--chunk-size", type=int, default=32, help="texts per forward in the chunked step")
     parser.add_argument("--small-batch", type=int, default=8, help="queries for the plain-vs-chunked comparison")
     parser.add_argument("--modes", default="chunked,plain,plain-small,chunked-small")
     parser.add_argument("--no-checkpointing", dest="checkpointing", action="store_false")
