@@ -34,6 +34,10 @@ WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the model it describes (missing, unexpected or mis-shaped key)."""
+
+
 @dataclass
 class NVEmbedConfig:
     """Everything in an NV-Embed `config.json`, with the reference's defaults for absent fields."""
@@ -154,13 +158,13 @@ def check_keys(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int,
     unexpected = sorted(set(found) - set(expected))
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise KeyError(f"{source}: missing key {missing[0]!r}{more}")
+        raise CheckpointError(f"{source}: missing key {missing[0]!r}{more}")
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise KeyError(f"{source}: unexpected key {unexpected[0]!r}{more}")
+        raise CheckpointError(f"{source}: unexpected key {unexpected[0]!r}{more}")
     for key, shape in expected.items():
         if tuple(found[key]) != tuple(shape):
-            raise ValueError(f"{source}: shape mismatch for {key!r}: checkpoint {tuple(found[key])}, model {tuple(shape)}")
+            raise CheckpointError(f"{source}: shape mismatch for {key!r}: checkpoint {tuple(found[key])}, model {tuple(shape)}")
 
 
 def save_checkpoint(

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from encoder import NVEmbedModel
+from encoder.checkpoint import CheckpointError
 from encoder.instructions import query_prefix
 from encoder.testing import tiny_backbone
 
@@ -95,9 +96,9 @@ def test_latent_sizes_default_to_the_reference(mistral, tmp_path):
 
 
 @pytest.mark.parametrize("damage,error,match", [
-    ("drop", KeyError, "missing key 'latent_attention_model.latents'"),
-    ("extra", KeyError, "unexpected key 'latent_attention_model.bonus'"),
-    ("shape", ValueError, "shape mismatch for 'latent_attention_model.latents'"),
+    ("drop", CheckpointError, "missing key 'latent_attention_model.latents'"),
+    ("extra", CheckpointError, "unexpected key 'latent_attention_model.bonus'"),
+    ("shape", CheckpointError, "shape mismatch for 'latent_attention_model.latents'"),
 ])
 def test_strict_loading_names_the_key(mistral, tmp_path, damage, error, match):
     state = write_released_layout(mistral, tmp_path / "nv", shards=1)
