@@ -7,7 +7,6 @@ from typing import Any
 
 import streamlit as st
 
-from ..lookup import neighbours
 from ..render import display_title, esc, esc_lines, highlight_html, passage_html, score_label, short_path
 from .search import SearchOutcome
 
@@ -29,7 +28,7 @@ def card(result: Any, reader: Any) -> None:
         meta = [f"<code>{esc(short_path(result.path))}</code>"]
         if result.page is not None:
             meta.append(f"page {result.page}")
-        around = neighbours(reader, result.document_id, result.ordinal)
+        around = reader.neighbours(result.document_id, result.ordinal)
         if around.total > 1:
             meta.append(f"passage {result.ordinal + 1} of {around.total}")
         meta.append(f"<span class='nv-kind'>{esc(result.kind)}</span>")
