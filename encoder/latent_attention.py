@@ -93,10 +93,13 @@ class CrossAttention(nn.Module):
         self.to_out = nn.Linear(inner, query_dim, bias=False)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape  # x: (B, T, d); context: (B, r, d)
-        q = self.to_q(x)
+        """x: (B, T, d) queries; context: (B, r, d), or (r, d) shared by the whole batch."""
+        b, t, _ = x.shape
+        q = self.to_q(x).view(b, t, self.heads, -1).transpose(1, 2)  # (B, H, T, dh)
         k, v = self.to_kv(context).chunk(2, dim=-1)  # first half keys, second half values
-        q, k, v = (z.view(b, z.shape[1], self.heads, -1).transpose(1, 2) for z in (q, k, v))  # (B, H, ., dh)
+        r = k.shape[-2]
+        # Shared latents: their keys/values are computed once and broadcast over the batch, not per text.
+        k, v = (z.view(-1, r, self.heads, z.shape[-1] // self.heads).transpose(1, 2).expand(b, -1, -1, -1) for z in (k, v))
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(dh)
         return self.to_out(out.transpose(1, 2).reshape(b, t, -1))
 
@@ -124,8 +127,8 @@ class LatentAttentionPooling(nn.Module):
 
     def forward(self, hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
         cross_attn, feed_forward = self.cross_attend_blocks
-        latents = self.latents.unsqueeze(0).expand(hidden.shape[0], -1, -1)  # (B, r, d)
-        hidden = cross_attn(hidden, context=latents) + hidden
+        # The latents are the same for every text: (r, d), normalised and projected once per batch.
+        hidden = cross_attn(hidden, context=self.latents) + hidden
         hidden = feed_forward(hidden) + hidden  # (B, T, d)
         # Masked mean in float32, as the reference does (its mask is `.float()`), whatever the weights' dtype.
         mask = pool_mask.unsqueeze(-1).float()

@@ -77,14 +77,10 @@ def token_ids(
     """Token ids of `prefix + text + EOS` for each text, at most `max_length` long, EOS always last."""
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
-    eos = tokenizer.eos_token
-    ids = tokenizer([prefix + text + eos for text in texts], add_special_tokens=True).input_ids
-    out = []
-    for row in ids:
-        if len(row) > max_length:
-            row = row[: max_length - 1] + [tokenizer.eos_token_id]
-        out.append(row)
-    return out
+    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    ids = tokenizer([prefix + text + eos for text in texts], add_special_tokens=True, truncation=True,
+                    max_length=max_length).input_ids
+    return [row if row[-1] == eos_id else row[:-1] + [eos_id] for row in ids]
 
 
 def collate(
