@@ -111,16 +111,6 @@ def converted_base() -> Path:
     return target
 
 
-def truncate_layers(backbone: torch.nn.Module, num_layers: int) -> None:
-    """Keep the first `num_layers` decoder layers (a shallower, faster encoder)."""
-    if not 1 <= num_layers <= len(backbone.layers):
-        raise ValueError(f"num_layers must be in 1..{len(backbone.layers)}, got {num_layers}")
-    backbone.layers = backbone.layers[:num_layers]
-    backbone.config.num_hidden_layers = num_layers
-    if getattr(backbone.config, "layer_types", None):
-        backbone.config.layer_types = backbone.config.layer_types[:num_layers]
-
-
 def apply_low_rank_deltas(backbone: torch.nn.Module, deltas: dict[str, torch.Tensor]) -> None:
     """Add `B @ A` to each named weight (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r))."""
     params = dict(backbone.named_parameters())
@@ -154,10 +144,10 @@ def build_default(target: Path, manifest: dict | None = None) -> None:
         model = NVEmbedModel.from_backbone(backbone, tokenizer, seed=0, name=UNTRAINED_NAME)
         model.config.extra.update({"trained": False, "base": BASE_NAME, "version": DEFAULT_VERSION})
     else:
-        truncate_layers(backbone, int(manifest["num_layers"]))
-        apply_low_rank_deltas(backbone, load_file(str(SHIPPED_DIR / manifest["deltas"])))
         model = NVEmbedModel.from_backbone(backbone, tokenizer, manifest.get("latent"), name=manifest["name"],
                                            max_length=int(manifest.get("max_length", 512)))
+        model.truncate_layers(int(manifest["num_layers"]))
+        apply_low_rank_deltas(model.embedding_model, load_file(str(SHIPPED_DIR / manifest["deltas"])))
         latent = load_file(str(SHIPPED_DIR / manifest["latent_weights"]))
         model.latent_attention_model.load_state_dict({k: v.float() for k, v in latent.items()}, strict=True)
         model.config.extra.update({"trained": True, "base": BASE_NAME, "version": manifest["version"],

@@ -141,6 +141,22 @@ class NVEmbedModel(nn.Module):
     def num_layers(self) -> int:
         return int(self.config.text_config.num_hidden_layers)
 
+    def truncate_layers(self, num_layers: int) -> None:
+        """Keep only the first `num_layers` decoder layers (a shallower, faster encoder); configs follow,
+        so `save_pretrained` output reloads at the new depth."""
+        backbone = self.embedding_model
+        have = len(backbone.layers)
+        if not 1 <= num_layers <= have:
+            raise ValueError(f"num_layers must be in 1..{have}, got {num_layers}")
+        if num_layers == have:
+            return
+        backbone.layers = nn.ModuleList(list(backbone.layers)[:num_layers])
+        for config in {id(c): c for c in (backbone.config, self.config.text_config)}.values():
+            config.num_hidden_layers = num_layers
+            if getattr(config, "layer_types", None):
+                config.layer_types = list(config.layer_types)[:num_layers]
+        self._fingerprint = None
+
     # ----------------------------------------------------------------- forward
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:

@@ -88,18 +88,10 @@ def check_base(base: str) -> None:
 
 def truncate_layers(model: NVEmbedModel, num_layers: int) -> None:
     """Keep the first `num_layers` decoder layers (config updated, so the checkpoint reloads)."""
-    backbone = model.embedding_model
-    have = len(backbone.layers)
+    have = len(model.embedding_model.layers)
     if num_layers > have:
         raise ConfigError(f"model.num_layers is {num_layers} but the base has only {have} layers")
-    if num_layers == have:
-        return
-    backbone.layers = nn.ModuleList(list(backbone.layers)[:num_layers])
-    for config in {id(c): c for c in (backbone.config, model.config.text_config)}.values():
-        config.num_hidden_layers = num_layers
-        if getattr(config, "layer_types", None):
-            config.layer_types = list(config.layer_types)[:num_layers]
-    model._fingerprint = None
+    model.truncate_layers(num_layers)
 
 
 def load_base(config: ModelConfig, precision: Precision, path: str | None = None) -> NVEmbedModel:

@@ -20,14 +20,14 @@ def test_export_then_rebuild_matches(tmp_path, monkeypatch):
     monkeypatch.setenv("NVEMBED_CACHE_DIR", str(tmp_path / "cache"))
     backbone = AutoModel.from_pretrained(str(default.converted_base()), dtype=torch.float32)
     backbone.config._name_or_path = default.BASE_NAME
-    default.truncate_layers(backbone, 3)
+    tokenizer = AutoTokenizer.from_pretrained(str(default.converted_base()))
+    trained = NVEmbedModel.from_backbone(backbone, tokenizer, {"num_latents_value": 32}, seed=7)
+    trained.truncate_layers(3)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():  # a rank-2 "training" change on two projections
         for name in ("layers.0.self_attn.q_proj.weight", "layers.2.mlp.down_proj.weight"):
-            weight = dict(backbone.named_parameters())[name]
+            weight = dict(trained.embedding_model.named_parameters())[name]
             weight += 0.05 * torch.randn(weight.shape[0], 2, generator=gen) @ torch.randn(2, weight.shape[1], generator=gen)
-    tokenizer = AutoTokenizer.from_pretrained(str(default.converted_base()))
-    trained = NVEmbedModel.from_backbone(backbone, tokenizer, {"num_latents_value": 32}, seed=7)
     trained.save_pretrained(tmp_path / "trained")
 
     manifest = export(tmp_path / "trained", tmp_path / "shipped", rank=32)
