@@ -17,9 +17,12 @@ from typing import Any
 
 from encoder.instructions import INSTRUCTIONS
 from index.filters import Filters
+from index.retrieval import DEFAULT_MODE as INDEX_DEFAULT_MODE
 
 #: UI name -> index mode.
 MODES = {"semantic": "dense", "keyword": "keyword", "hybrid": "hybrid"}
+#: The app's default mode: the index's measured best for the default model (index.retrieval.DEFAULT_MODE).
+DEFAULT_MODE = next(ui for ui, mode in MODES.items() if mode == INDEX_DEFAULT_MODE)
 MODE_HELP = {
     "semantic": "dense vectors from the embedding model (meaning, not words)",
     "keyword": "BM25 over the words (SQLite FTS5); needs no model",
@@ -54,7 +57,7 @@ def _all(value: Any) -> list[str]:
 @dataclass(frozen=True)
 class SearchRequest:
     query: str = ""
-    mode: str = "semantic"  # a key of MODES
+    mode: str = DEFAULT_MODE  # a key of MODES
     k: int = 10
     task: str = DEFAULT_TASK  # a key of encoder.INSTRUCTIONS
     instruction: str = ""  # free text; overrides `task` when given
@@ -74,7 +77,7 @@ class SearchRequest:
         if mode == "dense":
             mode = "semantic"
         if mode not in MODES:
-            problems.append(f"unknown mode {mode!r} (semantic, keyword or hybrid); using semantic")
+            problems.append(f"unknown mode {mode!r} (semantic, keyword or hybrid); using {d.mode}")
             mode = d.mode
         k = d.k
         raw_k = _first(params.get("k"))

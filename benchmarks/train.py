@@ -9,14 +9,19 @@ Each configuration runs in its own subprocess (so that its peak resident memory 
 random model and the same synthetic batch; the baseline (plain step) is measured in the same run, and
 every ratio is against the plain step at the same batch. CPU, float32.
 
+`--allocators glibc jemalloc` instead compares memory allocators on the plain step (each child started
+through scripts/with-jemalloc.sh or not; ratios against glibc at the same batch): with activations of
+tens of MB, glibc's malloc returns them to the kernel and faults them back in every step.
+
     python benchmarks/train.py [--batch-sizes 8 32] [--chunk-size 8] [--negatives 3] [--length 64]
-        [--hidden 256] [--layers 4] [--steps 3] [--threads 1]
+        [--hidden 256] [--layers 4] [--steps 3] [--threads 1] [--allocators glibc jemalloc]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -94,12 +99,14 @@ def child(args: argparse.Namespace) -> dict:
             "texts": args.batch_size * (2 + args.negatives), "threads": torch.get_num_threads()}
 
 
-def run_child(args: argparse.Namespace, batch_size: int, chunk_size: int | None) -> dict:
-    command = [sys.executable, __file__, "--child", "--batch-size", str(batch_size), "--negatives",
+def run_child(args: argparse.Namespace, batch_size: int, chunk_size: int | None, allocator: str = "glibc") -> dict:
+    prefix = [str(ROOT / "scripts" / "with-jemalloc.sh")] if allocator == "jemalloc" else []
+    command = prefix + [sys.executable, __file__, "--child", "--batch-size", str(batch_size), "--negatives",
                str(args.negatives), "--length", str(args.length), "--hidden", str(args.hidden), "--layers",
                str(args.layers), "--latents", str(args.latents), "--steps", str(args.steps), "--threads", str(args.threads)]
     command += ["--chunk-size", str(chunk_size or 0)]  # 0: the plain step
-    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "REQUIRE_JEMALLOC": "1"}
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -117,6 +124,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: stable figures on a shared machine; OpenMP spinning threads "
                              "slow small matmuls badly when cores are oversubscribed)")
+    parser.add_argument("--allocators", nargs="+", choices=("glibc", "jemalloc"),
+                        help="compare allocators on the plain step instead of plain vs chunked")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -127,6 +136,12 @@ def main() -> int:
           flush=True)
     rows = []
     for batch_size in args.batch_sizes:
+        if args.allocators:
+            results = {name: run_child(args, batch_size, None, name) for name in args.allocators}
+            baseline = results[args.allocators[0]]
+            rows += [(batch_size, f"plain, {name}" + (" (baseline)" if i == 0 else ""), result, baseline)
+                     for i, (name, result) in enumerate(results.items())]
+            continue
         plain = run_child(args, batch_size, None)
         chunked = run_child(args, batch_size, args.chunk_size)
         rows.append((batch_size, "plain (baseline)", plain, plain))

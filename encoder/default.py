@@ -59,9 +59,13 @@ def shipped_parts() -> dict | None:
     return json.loads(manifest.read_text()) if manifest.is_file() else None
 
 
-def default_model_path() -> Path:
-    """The cached NV-Embed-layout directory of the default model, built on first use."""
-    manifest = shipped_parts()
+def default_model_path(trained: bool = True) -> Path:
+    """The cached NV-Embed-layout directory of the default model, built on first use.
+
+    `trained=False` gives the untrained default (all 30 layers, fresh latent layer, seed 0) even when a
+    trained one ships: the starting point of the default's training recipe (`"default-untrained"`).
+    """
+    manifest = shipped_parts() if trained else None
     target = cache_dir() / (manifest["version"] if manifest else DEFAULT_VERSION)
     if (target / "config.json").is_file():
         return target

@@ -267,7 +267,7 @@ class NVEmbedModel(nn.Module):
         latent_config: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> NVEmbedModel:
-        """Load an NV-Embed checkpoint, a plain decoder (fresh latent layer), or `"default"`.
+        """Load an NV-Embed checkpoint, a plain decoder (fresh latent layer), `"default"` or `"default-untrained"`.
 
         `latent_config` overrides the latent layer's sizes for a plain decoder; `seed` makes its fresh
         initialisation reproducible.
@@ -275,10 +275,10 @@ class NVEmbedModel(nn.Module):
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         attn = attn_implementation or default_attention(device)
-        if str(name_or_path) == "default":
+        if str(name_or_path) in ("default", "default-untrained"):
             from .default import default_model_path
 
-            name_or_path = default_model_path()
+            name_or_path = default_model_path(trained=str(name_or_path) == "default")
         path = Path(name_or_path)
         if not path.exists():
             path = _download(str(name_or_path))

@@ -28,13 +28,16 @@ from .vectors import VectorIndex
 
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES = ("dense", "keyword", "hybrid")
+#: The mode the CLI and the app use unless told otherwise: the best one for the shipped default model on
+#: the development sets, measured with benchmarks/retrieval_modes.py (docs/model-card.md, Results).
+DEFAULT_MODE: Mode = "dense"
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Knobs of one search call."""
 
-    mode: Mode = "dense"
+    mode: Mode = DEFAULT_MODE
     rrf_k: int = 60  # reciprocal rank fusion constant
     dense_weight: float = 1.0  # hybrid: weight of the dense ranking
     keyword_weight: float = 1.0  # hybrid: weight of the keyword ranking

@@ -19,7 +19,7 @@ from .cli import (
     run,
 )
 from .filters import Filters
-from .retrieval import MODES, SearchConfig
+from .retrieval import DEFAULT_MODE, MODES, SearchConfig
 from .store import DB_NAME
 
 
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_option(p)
     add_model_options(p)
     p.add_argument("--k", "-k", type=int, default=10, help="number of results (default 10)")
-    p.add_argument("--mode", choices=MODES, default="dense", help="dense (default), keyword (BM25) or hybrid (RRF)")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"dense, keyword (BM25) or hybrid (RRF); default {DEFAULT_MODE} (best measured with the default model)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="path=DIR, glob=PATTERN, type=pdf,md, after=DATE, before=DATE (repeatable)")
     p.add_argument("--instruction", default=None, help="query instruction: a task name or free text "

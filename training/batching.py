@@ -134,21 +134,25 @@ def tokenize_rows(model: NVEmbedModel, texts: Sequence[str], instructions: Seque
     return out
 
 
+def batch_texts(items: Sequence[Item]) -> tuple[list[str], list[str]]:
+    """The query texts and the passage texts (each query's positive, then its negatives) in batch order."""
+    passages = [text for item in items for text in (item.example.positive, *item.negatives)]
+    return [item.example.query for item in items], passages
+
+
 def make_batch(model: NVEmbedModel, items: Sequence[Item], first_id: int, in_batch_tasks: Sequence[str],
                max_length: int) -> TrainBatch:
     """Model inputs for `items`, whose global ids are `first_id, first_id + 1, ...`."""
-    passages: list[str] = []
+    query_texts, passages = batch_texts(items)
     passage_instructions: list[str | None] = []
     positive, owner = [], []
     for offset, item in enumerate(items):
         example = item.example
-        positive.append(len(passages))
-        texts = [example.positive, *item.negatives]
-        passages += texts
-        passage_instructions += [example.instruction if example.symmetric else None] * len(texts)
-        owner += [first_id + offset] * len(texts)
-    queries = tokenize_rows(model, [i.example.query for i in items], [i.example.instruction for i in items],
-                            max_length)
+        positive.append(len(passage_instructions))
+        count = 1 + len(item.negatives)
+        passage_instructions += [example.instruction if example.symmetric else None] * count
+        owner += [first_id + offset] * count
+    queries = tokenize_rows(model, query_texts, [i.example.instruction for i in items], max_length)
     return TrainBatch(
         queries=queries,
         passages=tokenize_rows(model, passages, passage_instructions, max_length),

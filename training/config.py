@@ -60,6 +60,8 @@ class StageConfig:
     in_batch_tasks: list[str] = field(default_factory=lambda: ["retrieval"])  # tasks that use in-batch negatives
     chunk_size: int | None = None  # texts per forward pass; smaller than the batch = GradCache accumulation
     max_length: int = 512
+    distill_weight: float = 0.0  # weight of the teacher term (losses.distillation_kl); 0 = InfoNCE only
+    teacher_temperature: float = 0.05  # softmax temperature of the teacher's cosine scores
 
 
 @dataclass
@@ -299,6 +301,8 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"{name}.chunk_size must be at least 1 (or null), got {stage.chunk_size}")
         if stage.temperature <= 0 or stage.learning_rate <= 0:
             raise ConfigError(f"{name}: temperature and learning_rate must be positive")
+        if stage.distill_weight < 0 or stage.teacher_temperature <= 0:
+            raise ConfigError(f"{name}: distill_weight must not be negative and teacher_temperature must be positive")
         unknown = [t for t in stage.in_batch_tasks if t not in TASKS]
         if unknown:
             raise ConfigError(f"{name}.in_batch_tasks: unknown task {unknown[0]!r}; tasks: {', '.join(TASKS)}")

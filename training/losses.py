@@ -7,6 +7,10 @@ query uses in-batch negatives (stage 1 retrieval; never for classification/clust
 query's positive may share the class and be a false negative). A passage whose text equals the query's
 positive is never used as a negative.
 
+`distillation_kl` is the optional teacher term: the student's score distribution over the same candidates
+pulled towards a teacher's (all-MiniLM-L6-v2 for the embedded default), as in the distillation route of
+the NV-Embed paper's appendix.
+
 `grad_cache_step` gives the same loss and gradients as embedding the whole batch at once while holding
 the activations of only one chunk of texts at a time (Gao et al., "Scaling Deep Contrastive Learning
 Batch Size under Memory Limited Setup", 2021): (1) embed every chunk without a graph, (2) compute the loss
@@ -24,6 +28,25 @@ import torch
 import torch.nn.functional as F
 
 from encoder.tokenization import EncodedBatch
+
+
+def candidate_mask(
+    num_passages: int,
+    positive: torch.Tensor,
+    owner: torch.Tensor,
+    query_ids: torch.Tensor,
+    in_batch: torch.Tensor,
+    passage_keys: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, M) bool: which passages each query is scored against (see `info_nce`)."""
+    own = owner.unsqueeze(0) == query_ids.unsqueeze(1)
+    allowed = own | (in_batch.unsqueeze(1) & (owner >= 0).unsqueeze(0))
+    columns = torch.arange(num_passages, device=owner.device).unsqueeze(0)
+    is_positive = columns == positive.unsqueeze(1)
+    if passage_keys is not None:
+        duplicate = passage_keys.unsqueeze(0) == passage_keys[positive].unsqueeze(1)
+        allowed &= ~(duplicate & ~is_positive)
+    return allowed | is_positive
 
 
 def info_nce(
@@ -44,17 +67,35 @@ def info_nce(
     bool: whether a query is also contrasted with the passages of other queries. passage_keys (M,): a
     text hash; passages with the positive's key other than the positive itself are masked out.
     """
+    allowed = candidate_mask(passages.shape[0], positive, owner, query_ids, in_batch, passage_keys)
     logits = queries.float() @ passages.float().T / temperature  # (B, M)
-    own = owner.unsqueeze(0) == query_ids.unsqueeze(1)
-    allowed = own | (in_batch.unsqueeze(1) & (owner >= 0).unsqueeze(0))
-    columns = torch.arange(passages.shape[0], device=passages.device).unsqueeze(0)
-    is_positive = columns == positive.unsqueeze(1)
-    if passage_keys is not None:
-        duplicate = passage_keys.unsqueeze(0) == passage_keys[positive].unsqueeze(1)
-        allowed &= ~(duplicate & ~is_positive)
-    allowed |= is_positive
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    return F.cross_entropy(logits, positive)
+    return F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), positive)
+
+
+def distillation_kl(
+    queries: torch.Tensor,
+    passages: torch.Tensor,
+    teacher_queries: torch.Tensor,
+    teacher_passages: torch.Tensor,
+    allowed: torch.Tensor,
+    temperature: float,
+    teacher_temperature: float,
+) -> torch.Tensor:
+    """Mean over queries of KL(teacher || student) between their score distributions over the candidates.
+
+    Each query's candidates are the columns `allowed` marks (the same pool InfoNCE contrasts). The teacher's
+    distribution is a softmax of its cosine scores over those candidates; the student is pulled towards it,
+    which also grades the hard negatives (a mined negative the teacher scores near the positive is a likely
+    false negative, and one-hot InfoNCE would push it away). Teacher embeddings carry no gradient.
+    """
+    student = (queries.float() @ passages.float().T / temperature).masked_fill(~allowed, float("-inf"))
+    with torch.no_grad():
+        teacher = teacher_queries.float() @ teacher_passages.float().T / teacher_temperature
+        target = torch.softmax(teacher.masked_fill(~allowed, float("-inf")), dim=1)
+        log_target = torch.log(target.clamp_min(1e-30))
+    log_student = torch.log_softmax(student, dim=1)
+    terms = target * (log_target - log_student.masked_fill(~allowed, 0.0))
+    return terms.masked_fill(~allowed, 0.0).sum(dim=1).mean()
 
 
 @dataclass

@@ -185,7 +185,8 @@ def mine_examples(model, examples: list[Example], config: MiningConfig, extra_po
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.mine", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="teacher: checkpoint dir, HF decoder dir or 'default'")
+    parser.add_argument("--model", required=True,
+                        help="teacher: checkpoint dir, HF decoder dir, 'default', or 'minilm' (all-MiniLM-L6-v2)")
     parser.add_argument("--input", required=True, help="training JSONL (training/data.py format)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--pool", nargs="*", default=[], help="extra candidate files ({\"text\": ...} lines)")
@@ -218,7 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     model_config = ModelConfig(base=args.model, num_layers=args.num_layers)
     precision = resolve_precision(model_config, device)
-    model = load_base(model_config, precision)
+    if args.model == "minilm":
+        from .teacher import MiniLMTeacher
+
+        model, precision = MiniLMTeacher(device), resolve_precision(ModelConfig(dtype="float32"), device)
+    else:
+        model = load_base(model_config, precision)
     with precision.context():
         mined, stats = mine_examples(model, examples, config, pool, args.batch_size, args.max_length,
                                      args.keep_existing, args.backend)

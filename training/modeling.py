@@ -67,7 +67,7 @@ def resolve_precision(config: ModelConfig, device: torch.device) -> Precision:
 
 def check_base(base: str) -> None:
     """Raise ConfigError when `base` is a local checkpoint of an unsupported architecture (reads config.json only)."""
-    if base == "default":
+    if base in ("default", "default-untrained"):
         return
     path = Path(base)
     if not path.exists():

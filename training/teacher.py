@@ -61,6 +61,15 @@ class MiniLMTeacher:
             out[idx] = F.normalize(pooled, dim=-1).cpu().numpy()
         return out
 
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """(n, 384) L2-normalised embeddings on the teacher's device, in one padded batch (distillation)."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length or MAX_LENGTH,
+                               return_tensors="pt").to(self.device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+
     def encode_queries(self, texts: Sequence[str], instruction: str | None = None, batch_size: int = 64,
                        max_length: int | None = None, show_progress: bool | None = None) -> np.ndarray:
         return self._encode(texts, batch_size, max_length, show_progress)

@@ -16,20 +16,27 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from encoder import NVEmbedModel
 
 from . import distributed, state
-from .batching import BlendedSampler, make_batch
+from .batching import BlendedSampler, batch_texts, make_batch
 from .config import RunConfig, StageConfig
 from .data import Dataset
-from .losses import grad_cache_step, info_nce, plain_step
+from .losses import candidate_mask, distillation_kl, grad_cache_step, info_nce, plain_step
 from .modeling import Precision, encoder_fn, trainable_parameters
+
+
+class Teacher(Protocol):
+    """What distillation needs of a teacher: L2-normalised embeddings of plain texts."""
+
+    def embed(self, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor: ...
+
 
 StepHook = Callable[[int, int, float], None]  # (stage, step, loss), called after each step (and its checkpoint)
 
@@ -90,10 +97,13 @@ class StageTrainer:
 
     def __init__(self, model: NVEmbedModel, number: int, stage: StageConfig, run: RunConfig,
                  datasets: list[Dataset], precision: Precision, metrics: MetricsLog,
-                 start_fingerprint: str, hook: StepHook | None = None):
+                 start_fingerprint: str, hook: StepHook | None = None, teacher: Teacher | None = None):
         self.model, self.number, self.stage, self.run = model, number, stage, run
         self.precision, self.metrics, self.hook = precision, metrics, hook
         self.start_fingerprint = start_fingerprint
+        if stage.distill_weight > 0 and teacher is None:
+            raise ValueError(f"stage{number}.distill_weight is {stage.distill_weight} but no teacher was given")
+        self.teacher = teacher if stage.distill_weight > 0 else None
         self.info = distributed.current()
         if stage.batch_size % self.info.world_size:
             raise ValueError(f"stage{number}.batch_size {stage.batch_size} is not divisible by the "
@@ -150,15 +160,25 @@ class StageTrainer:
 
     # ------------------------------------------------------------------ steps
 
-    def _loss_fn(self, batch) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _loss_fn(self, batch, items) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         owner = distributed.gather(batch.owner)
         keys = distributed.gather(batch.passage_keys)
-        temperature = self.stage.temperature
+        stage = self.stage
+        teacher_q = teacher_p = None
+        if self.teacher is not None:
+            query_texts, passage_texts = batch_texts(items)
+            teacher_q = self.teacher.embed(query_texts, stage.max_length).to(self.precision.device)
+            teacher_p = distributed.gather(self.teacher.embed(passage_texts, stage.max_length).to(self.precision.device))
 
         def loss_fn(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             passages, offset = distributed.gather_with_grad(p)
-            return info_nce(q, passages, batch.positive + offset, owner, batch.query_ids, batch.in_batch,
-                            temperature, keys)
+            positive = batch.positive + offset
+            loss = info_nce(q, passages, positive, owner, batch.query_ids, batch.in_batch, stage.temperature, keys)
+            if teacher_q is not None:
+                allowed = candidate_mask(passages.shape[0], positive, owner, batch.query_ids, batch.in_batch, keys)
+                loss = loss + stage.distill_weight * distillation_kl(
+                    q, passages, teacher_q, teacher_p, allowed, stage.temperature, stage.teacher_temperature)
+            return loss
         return loss_fn
 
     def train_step(self) -> dict[str, Any]:
@@ -166,9 +186,10 @@ class StageTrainer:
         items = self.sampler.next_batch()
         local = self.stage.batch_size // self.info.world_size
         first = self.info.rank * local
-        batch = make_batch(self.model, items[first : first + local], first, self.stage.in_batch_tasks,
+        mine = items[first : first + local]
+        batch = make_batch(self.model, mine, first, self.stage.in_batch_tasks,
                            self.stage.max_length).to(self.precision.device)
-        loss_fn = self._loss_fn(batch)
+        loss_fn = self._loss_fn(batch, mine)
         chunk = self.stage.chunk_size
         rows = max(batch.queries.input_ids.shape[0], batch.passages.input_ids.shape[0])
         if chunk is not None and chunk < rows:

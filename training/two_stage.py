@@ -154,8 +154,12 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
             add_lora(model, config.model)
         if checkpointing:
             enable_checkpointing(model)
+        teacher = None
+        if config.stage(number).distill_weight > 0:
+            from .teacher import MiniLMTeacher  # loaded only when distilling
+            teacher = MiniLMTeacher(device)
         trainer = StageTrainer(model, number, config.stage(number), config, datasets[number], precision, metrics,
-                               start_fingerprint, hook)
+                               start_fingerprint, hook, teacher)
         resume_from = next((path for s, _, path in reversed(checkpoints) if s == number), None)
         if info.is_main:
             sets = ", ".join(f"{d.name} ({len(d.examples)})" for d in datasets[number])

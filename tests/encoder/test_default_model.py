@@ -21,3 +21,13 @@ def test_default_model_embeds_two_sentences():
     assert batch.input_ids[0, 0] == model.tokenizer.bos_token_id  # BOS prepended for the pool mask
     tokens = model.tokenizer.convert_ids_to_tokens(batch.input_ids[0])
     assert tokens[int(batch.pool_mask[0].nonzero()[0])] == "Ġhow"
+
+
+def test_untrained_default_is_the_recipes_starting_point():
+    """`default-untrained`: all 30 layers and a fresh latent layer (seed 0), whatever trained default ships."""
+    from encoder import NVEmbedModel
+
+    model = NVEmbedModel.from_pretrained("default-untrained", device="cpu")
+    assert model.num_layers == 30 and model.config.extra["trained"] is False
+    again = NVEmbedModel.from_pretrained("default-untrained", device="cpu")
+    assert model.fingerprint == again.fingerprint != NVEmbedModel.from_pretrained("default", device="cpu").fingerprint

