@@ -261,7 +261,8 @@ def format_table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="checkpoint dir, HF decoder dir or 'default'")
+    parser.add_argument("--model", required=True,
+                        help="checkpoint dir, HF decoder dir, 'default', 'default-untrained' or 'minilm' (reference)")
     parser.add_argument("--beir", nargs="*", default=[], metavar="DIR")
     parser.add_argument("--instruction", help="query instruction (a task name such as NFCorpus, or text)")
     parser.add_argument("--max-queries", type=int)
@@ -279,13 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.beir or args.sts or args.banking77):
         parser.error("nothing to evaluate: give --beir DIR, --sts FILE or --banking77 DIR")
-    from .config import ModelConfig
-    from .modeling import load_base, resolve_device, resolve_precision
+    from .modeling import resolve_device
+    from .teacher import load_embedder
 
-    device = resolve_device(args.device)
-    model_config = ModelConfig(base=args.model, num_layers=args.num_layers)
-    precision = resolve_precision(model_config, device)
-    model = load_base(model_config, precision)
+    model, precision = load_embedder(args.model, args.num_layers, resolve_device(args.device))
     config = EvalConfig(beir=args.beir, instruction=args.instruction, max_queries=args.max_queries,
                         max_docs=args.max_docs, sts=args.sts, banking77=args.banking77, classifier=args.classifier,
                         max_train=args.max_train, max_test=args.max_test, batch_size=args.batch_size,

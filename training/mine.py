@@ -204,8 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    from .config import ModelConfig
-    from .modeling import load_base, resolve_device, resolve_precision
+    from .modeling import resolve_device
+    from .teacher import load_embedder
 
     config = MiningConfig(args.num_negatives, args.range_min, args.range_max, args.margin, args.margin_type,
                           args.sampling, args.seed)
@@ -216,15 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    device = resolve_device(args.device)
-    model_config = ModelConfig(base=args.model, num_layers=args.num_layers)
-    precision = resolve_precision(model_config, device)
-    if args.model == "minilm":
-        from .teacher import MiniLMTeacher
-
-        model, precision = MiniLMTeacher(device), resolve_precision(ModelConfig(dtype="float32"), device)
-    else:
-        model = load_base(model_config, precision)
+    model, precision = load_embedder(args.model, args.num_layers, resolve_device(args.device))
     with precision.context():
         mined, stats = mine_examples(model, examples, config, pool, args.batch_size, args.max_length,
                                      args.keep_existing, args.backend)

