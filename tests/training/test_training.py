@@ -19,18 +19,24 @@ from .conftest import make_config
 CPU = Precision(torch.device("cpu"), torch.float32, None)
 
 
-def held_out_loss(model, datasets: list[Dataset], in_batch_tasks: list[str], temperature: float) -> float:
-    """Loss on fixed batches (sampler seed 999, never used for training), without dropout."""
+def held_out(model, datasets: list[Dataset], in_batch_tasks: list[str], loss) -> float:
+    """Mean of `loss(items, batch, queries, passages)` on 3 fixed batches (sampler seed 999, never used for
+    training), without dropout."""
     sampler = BlendedSampler(datasets, batch_size=16, num_negatives=2, seed=999)
     encode = encoder_fn(model, CPU)
     model.eval()
     total = 0.0
     with torch.no_grad():
         for _ in range(3):
-            b = make_batch(model, sampler.next_batch(), 0, in_batch_tasks, max_length=64)
-            q, p = encode(b.queries), encode(b.passages)
-            total += info_nce(q, p, b.positive, b.owner, b.query_ids, b.in_batch, temperature, b.passage_keys).item()
+            items = sampler.next_batch()
+            b = make_batch(model, items, 0, in_batch_tasks, max_length=64)
+            total += loss(items, b, encode(b.queries), encode(b.passages)).item()
     return total / 3
+
+
+def held_out_loss(model, datasets: list[Dataset], in_batch_tasks: list[str], temperature: float) -> float:
+    return held_out(model, datasets, in_batch_tasks, lambda items, b, q, p: info_nce(
+        q, p, b.positive, b.owner, b.query_ids, b.in_batch, temperature, b.passage_keys))
 
 
 def train_stage(model, config: RunConfig, number: int, tmp_path) -> tuple[float, float]:
@@ -97,20 +103,11 @@ def held_out_kl(model, datasets: list[Dataset], teacher, temperature: float) -> 
     from training.batching import batch_texts
     from training.losses import candidate_mask, distillation_kl
 
-    sampler = BlendedSampler(datasets, batch_size=16, num_negatives=2, seed=999)
-    encode = encoder_fn(model, CPU)
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for _ in range(3):
-            items = sampler.next_batch()
-            b = make_batch(model, items, 0, ["retrieval"], max_length=64)
-            texts_q, texts_p = batch_texts(items)
-            mask = candidate_mask(b.passages.input_ids.shape[0], b.positive, b.owner, b.query_ids, b.in_batch,
-                                  b.passage_keys)
-            total += distillation_kl(encode(b.queries), encode(b.passages), teacher.embed(texts_q),
-                                     teacher.embed(texts_p), mask, temperature, TEACHER_TAU).item()
-    return total / 3
+    def kl(items, b, q, p):
+        texts_q, texts_p = batch_texts(items)
+        mask = candidate_mask(p.shape[0], b.positive, b.owner, b.query_ids, b.in_batch, b.passage_keys)
+        return distillation_kl(q, p, teacher.embed(texts_q), teacher.embed(texts_p), mask, temperature, TEACHER_TAU)
+    return held_out(model, datasets, ["retrieval"], kl)
 
 
 def _train_with_teacher(tiny, config, tmp_path, weight: float, teacher) -> tuple[float, float]:
