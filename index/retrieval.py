@@ -30,7 +30,7 @@ Mode = Literal["dense", "keyword", "hybrid"]
 MODES = ("dense", "keyword", "hybrid")
 #: The mode the CLI and the app use unless told otherwise: the best one for the shipped default model on
 #: the development sets, measured with benchmarks/retrieval_modes.py (docs/model-card.md, Results).
-DEFAULT_MODE: Mode = "dense"
+DEFAULT_MODE: Mode = "hybrid"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from app.config import ConfigError, load_config, script_args
 from app.jobs import safe_name
-from app.params import SearchRequest
+from app.params import DEFAULT_MODE, SearchRequest
 from app.render import highlight_html, human_bytes, js_string
 
 
@@ -51,7 +51,7 @@ def test_search_request_round_trips_through_the_url():
 def test_search_request_from_bad_parameters_keeps_defaults_and_says_why():
     req = SearchRequest.from_params({"q": " x ", "mode": "fuzzy", "k": "abc", "task": "nope", "type": ["exe", "md"],
                                      "after": "soon"})
-    assert (req.query, req.mode, req.k, req.task, req.types, req.after) == ("x", "semantic", 10, "retrieval",
+    assert (req.query, req.mode, req.k, req.task, req.types, req.after) == ("x", DEFAULT_MODE, 10, "retrieval",
                                                                              ("markdown",), None)
     assert len(req.problems) == 5
     assert SearchRequest.from_params({"k": "100000"}).k == 100
@@ -112,3 +112,12 @@ def test_markdown_escaping_keeps_code_spans():
 
     assert md("a_b *c* $x$ [l](u)") == "a\\_b \\*c\\* \\$x\\$ \\[l\\](u)"
     assert md("run `python -m index.ingest DOCS_DIR` now_") == "run `python -m index.ingest DOCS_DIR` now\\_"
+
+
+def test_app_and_cli_share_the_measured_default_mode():
+    from index.retrieval import DEFAULT_MODE as INDEX_DEFAULT
+    from index.retrieval import SearchConfig
+    from index.search import build_parser
+
+    assert SearchRequest().index_mode == INDEX_DEFAULT == SearchConfig().mode
+    assert build_parser().parse_args(["q"]).mode == INDEX_DEFAULT
