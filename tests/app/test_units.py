@@ -39,10 +39,10 @@ def test_script_args_only_when_streamlit_runs_this_script(monkeypatch):
 
 
 def test_search_request_round_trips_through_the_url():
-    req = SearchRequest(query="wing lift", mode="hybrid", k=5, task="SciFact", instruction="", types=("pdf", "markdown"),
+    req = SearchRequest(query="wing lift", mode="keyword", k=5, task="SciFact", instruction="", types=("pdf", "markdown"),
                         path="docs/", after=date(2024, 1, 2), before=date(2024, 3, 4))
     params = req.to_params()
-    assert params == {"q": "wing lift", "mode": "hybrid", "k": "5", "task": "SciFact", "type": ["pdf", "markdown"],
+    assert params == {"q": "wing lift", "mode": "keyword", "k": "5", "task": "SciFact", "type": ["pdf", "markdown"],
                       "path": "docs/", "after": "2024-01-02", "before": "2024-03-04"}
     assert SearchRequest.from_params(params) == req
     assert SearchRequest().to_params() == {}  # defaults stay out of the URL
