@@ -6,9 +6,10 @@ Both stages run this same code with their own `StageConfig`; what differs betwee
 for stage 2.
 
 A step: draw the global batch, keep this rank's slice, tokenize, compute InfoNCE either in one pass or
-GradCache-style in chunks (`chunk_size`), average gradients across ranks, clip, step. Every `log_every`
-steps a progress line is printed; every step appends a row to `metrics.jsonl` (stage, step, loss, lr,
-tokens/s, examples/s, elapsed seconds, peak GPU memory).
+GradCache-style in chunks (`chunk_size`), average gradients across ranks, clip, step. With
+`distill_weight` > 0 the loss adds the teacher term (`losses.distillation_kl`); the teacher embeds the
+step's texts first. Every `log_every` steps a progress line is printed; every step appends a row to
+`metrics.jsonl` (stage, step, loss, lr, tokens/s, examples/s, elapsed seconds, peak GPU memory).
 """
 
 from __future__ import annotations

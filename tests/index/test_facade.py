@@ -61,7 +61,7 @@ def test_wrong_model_is_an_error_naming_both_and_reindex_reembeds(open_index, in
         assert max(c.token_count for c in _chunks(ix2)) <= 40
         sentence = unique["guide.md"]
         assert ix2.search(sentence, k=1, mode="keyword")[0].path.endswith("guide.md")
-        top = ix2.search(_chunks(ix2)[0].text, k=1)[0]
+        top = ix2.search(_chunks(ix2)[0].text, k=1, mode="dense")[0]
         assert top.score == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ModelMismatchError):
         index.open(index_dir, encoder)

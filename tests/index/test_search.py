@@ -37,7 +37,7 @@ def test_rare_exact_token_found_by_keyword_and_hybrid(corpus, docs):
 
 
 def test_dense_finds_its_own_text_and_scores_are_ordered(corpus):
-    hits = corpus.search("Note 7 about river boats and harbour cranes number 7.", k=5)
+    hits = corpus.search("Note 7 about river boats and harbour cranes number 7.", k=5, mode="dense")
     assert hits[0].path.endswith("n07.txt") and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
