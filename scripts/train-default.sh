@@ -25,7 +25,7 @@ RESUME=(); [ -d runs/default/checkpoints ] && RESUME=(--set resume=true)
 scripts/with-jemalloc.sh $PY -m training.two_stage --config "$CONFIG" "${RESUME[@]}" "$@"
 # 4. full development sets
 $PY -m training.evaluate --model runs/default/stage2 --beir "$SHARED/eval/cranfield" "$SHARED/eval/cisi" \
-    --sts "$SHARED/train/stsbenchmark/sts-test.csv" --banking77 "$SHARED/train/banking77" --json \
+    --sts "$SHARED/train/stsbenchmark/sts-test.csv" --banking77 "$SHARED/train/banking77" --max-train 2000 --json \
     > runs/default/eval-full.json
 # 5. the shipped parts (float16 low-rank deltas + latent layer) into encoder/default/
 $PY -m training.export_default runs/default/stage2 --out encoder/default

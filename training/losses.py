@@ -68,6 +68,12 @@ def info_nce(
     text hash; passages with the positive's key other than the positive itself are masked out.
     """
     allowed = candidate_mask(passages.shape[0], positive, owner, query_ids, in_batch, passage_keys)
+    return masked_info_nce(queries, passages, positive, allowed, temperature)
+
+
+def masked_info_nce(queries: torch.Tensor, passages: torch.Tensor, positive: torch.Tensor, allowed: torch.Tensor,
+                    temperature: float) -> torch.Tensor:
+    """InfoNCE over the candidates `allowed` (B, M) marks (`candidate_mask`), for callers that reuse the mask."""
     logits = queries.float() @ passages.float().T / temperature  # (B, M)
     return F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), positive)
 

@@ -29,7 +29,7 @@ from . import distributed, state
 from .batching import BlendedSampler, batch_texts, make_batch
 from .config import RunConfig, StageConfig
 from .data import Dataset
-from .losses import candidate_mask, distillation_kl, grad_cache_step, info_nce, plain_step
+from .losses import candidate_mask, distillation_kl, grad_cache_step, masked_info_nce, plain_step
 from .modeling import Precision, encoder_fn, trainable_parameters
 
 
@@ -174,9 +174,9 @@ class StageTrainer:
         def loss_fn(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             passages, offset = distributed.gather_with_grad(p)
             positive = batch.positive + offset
-            loss = info_nce(q, passages, positive, owner, batch.query_ids, batch.in_batch, stage.temperature, keys)
+            allowed = candidate_mask(passages.shape[0], positive, owner, batch.query_ids, batch.in_batch, keys)
+            loss = masked_info_nce(q, passages, positive, allowed, stage.temperature)
             if teacher_q is not None:
-                allowed = candidate_mask(passages.shape[0], positive, owner, batch.query_ids, batch.in_batch, keys)
                 loss = loss + stage.distill_weight * distillation_kl(
                     q, passages, teacher_q, teacher_p, allowed, stage.temperature, stage.teacher_temperature)
             return loss

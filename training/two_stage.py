@@ -137,6 +137,7 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
     checkpointing = config.model.gradient_checkpointing
     if checkpointing is None:
         checkpointing = device.type == "cuda"
+    teacher = None
     for number in config.stages:
         stage_dir = out / f"stage{number}"
         if number in run_state.completed:
@@ -154,9 +155,8 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
             add_lora(model, config.model)
         if checkpointing:
             enable_checkpointing(model)
-        teacher = None
-        if config.stage(number).distill_weight > 0:
-            from .teacher import MiniLMTeacher  # loaded only when distilling
+        if config.stage(number).distill_weight > 0 and teacher is None:
+            from .teacher import MiniLMTeacher  # loaded only when distilling, once for both stages
             teacher = MiniLMTeacher(device)
         trainer = StageTrainer(model, number, config.stage(number), config, datasets[number], precision, metrics,
                                start_fingerprint, hook, teacher)
