@@ -52,6 +52,8 @@ def test_json_config(tmp_path, data_files):
     (["--stages", "3"], "stages must be"),
     (["--set", "model.dtype=float16"], "model.dtype must be"),
     (["--chunk-size", "0"], "chunk_size must be at least 1"),
+    (["--set", "stage1.distill_weight=-1"], "stage1: distill_weight must not be negative"),
+    (["--set", "stage2.teacher_temperature=0"], "teacher_temperature must be positive"),
 ])
 def test_bad_values(data_files, args, message):
     base = ["--stage1-data", str(data_files["retrieval"]), "--stage2-data", str(data_files["sts"])]
