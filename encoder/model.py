@@ -275,6 +275,10 @@ class NVEmbedModel(nn.Module):
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         attn = attn_implementation or default_attention(device)
+        if str(name_or_path) == "default-untrained" and latent_config:
+            from .default import converted_base  # another latent layer than the cached one: build it here
+
+            return cls.from_decoder(converted_base(), device, dtype, attn, latent_config, seed)
         if str(name_or_path) in ("default", "default-untrained"):
             from .default import default_model_path
 
@@ -283,6 +287,9 @@ class NVEmbedModel(nn.Module):
         if not path.exists():
             path = _download(str(name_or_path))
         if is_nvembed_dir(path):
+            if latent_config:
+                raise ValueError(f"{name_or_path}: latent_config {latent_config} cannot apply to an NV-Embed "
+                                 "checkpoint (its latent layer is stored); give a plain decoder or 'default-untrained'")
             return cls._from_nvembed_dir(path, device, dtype, attn)
         if (path / "config.json").is_file():
             return cls.from_decoder(path, device, dtype, attn, latent_config, seed)

@@ -23,6 +23,9 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 TASKS = ("retrieval", "classification", "clustering", "sts")
+FINETUNE_MODES = ("lora", "full")
+LATENT_INITS = ("random", "mean")
+DISTILL_TARGETS = ("candidates", "all_texts")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -44,6 +47,9 @@ class ModelConfig:
     merge_lora: bool = True  # merge LoRA into the backbone at each stage end (False: keep the adapter apart)
     latent: dict[str, Any] | None = None  # latent-layer size overrides for a plain-decoder base
     latent_seed: int = 0  # seed of a fresh latent layer
+    finetune: str = "lora"  # lora: LoRA adapters on lora_targets; full: every decoder-layer linear weight
+    latent_init: str = "random"  # fresh latent layer: random, or "mean" (residual outputs zeroed: starts as mean pooling)
+    train_latent: bool = True  # False keeps the latent layer as loaded (with latent_init=mean: a mean-pooling control)
 
 
 @dataclass
@@ -62,6 +68,9 @@ class StageConfig:
     max_length: int = 512
     distill_weight: float = 0.0  # weight of the teacher term (losses.distillation_kl); 0 = InfoNCE only
     teacher_temperature: float = 0.05  # softmax temperature of the teacher's cosine scores
+    distill_target: str = "candidates"  # candidates: each query's InfoNCE candidates; all_texts: every text of the batch
+    teacher_cache: str | None = None  # .npz of teacher embeddings by text (training.teacher_cache); misses computed
+    max_minutes: float | None = None  # wall-time budget: the stage ends when it is spent (the schedule follows it)
 
 
 @dataclass
@@ -303,12 +312,23 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"{name}: temperature and learning_rate must be positive")
         if stage.distill_weight < 0 or stage.teacher_temperature <= 0:
             raise ConfigError(f"{name}: distill_weight must not be negative and teacher_temperature must be positive")
+        if stage.distill_target not in DISTILL_TARGETS:
+            raise ConfigError(f"{name}.distill_target must be one of {', '.join(DISTILL_TARGETS)}, "
+                              f"got {stage.distill_target!r}")
+        if stage.max_minutes is not None and stage.max_minutes <= 0:
+            raise ConfigError(f"{name}.max_minutes must be positive (or null), got {stage.max_minutes}")
+        if stage.teacher_cache is not None and stage.distill_weight == 0:
+            raise ConfigError(f"{name}.teacher_cache is set but distill_weight is 0: the cache would not be used")
         unknown = [t for t in stage.in_batch_tasks if t not in TASKS]
         if unknown:
             raise ConfigError(f"{name}.in_batch_tasks: unknown task {unknown[0]!r}; tasks: {', '.join(TASKS)}")
     model = config.model
     if model.num_layers is not None and model.num_layers < 1:
         raise ConfigError(f"model.num_layers must be at least 1, got {model.num_layers}")
+    if model.finetune not in FINETUNE_MODES:
+        raise ConfigError(f"model.finetune must be one of {', '.join(FINETUNE_MODES)}, got {model.finetune!r}")
+    if model.latent_init not in LATENT_INITS:
+        raise ConfigError(f"model.latent_init must be one of {', '.join(LATENT_INITS)}, got {model.latent_init!r}")
     if model.lora_r < 1 or not model.lora_targets:
         raise ConfigError("model.lora_r must be at least 1 and model.lora_targets non-empty")
     if not 0 <= model.lora_dropout < 1:

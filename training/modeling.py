@@ -100,13 +100,31 @@ def load_base(config: ModelConfig, precision: Precision, path: str | None = None
     check_base(source)
     attn = None if config.attn_implementation == "auto" else config.attn_implementation
     model = NVEmbedModel.from_pretrained(source, device=precision.device, dtype=precision.weights,
-                                         attn_implementation=attn, latent_config=config.latent,
+                                         attn_implementation=attn, latent_config=None if path else config.latent,
                                          seed=config.latent_seed)
     if config.num_layers is not None and path is None:
         truncate_layers(model, config.num_layers)
+    if config.latent_init == "mean" and path is None:
+        if model.trained:
+            raise ConfigError(f"model.latent_init=mean starts a fresh latent layer, but base {source!r} is trained; "
+                              "use a plain decoder or default-untrained")
+        start_as_mean_pooling(model)
     model.latent_attention_model.float()  # trainable: float32 master weights (autocast computes in bf16)
     model._fingerprint = None
     return model
+
+
+def start_as_mean_pooling(model: NVEmbedModel) -> None:
+    """Zero the last projection of both residual branches: the latent layer then computes exactly masked
+    mean pooling, and training grows the attention and feed-forward contributions from zero."""
+    cross_attn, feed_forward = model.latent_attention_model.cross_attend_blocks
+    with torch.no_grad():
+        cross_attn.fn.to_out.weight.zero_()
+        last = feed_forward.fn.net[-1]
+        last.weight.zero_()
+        if last.bias is not None:
+            last.bias.zero_()
+    model._fingerprint = None
 
 
 def enable_checkpointing(model: NVEmbedModel) -> None:
@@ -132,6 +150,23 @@ def add_lora(model: NVEmbedModel, config: ModelConfig) -> None:
         model.embedding_model = get_peft_model(model.embedding_model, lora)
     for param in model.latent_attention_model.parameters():
         param.requires_grad_(True)
+    model._fingerprint = None
+
+
+def prepare_trainable(model: NVEmbedModel, config: ModelConfig) -> None:
+    """Mark what a stage trains: LoRA adapters (`finetune: lora`) or every linear weight of the decoder
+    layers (`full`; embeddings and norms stay frozen, so the shipped default remains a set of matrix
+    deltas), and the latent layer unless `train_latent` is false."""
+    if config.finetune == "lora":
+        add_lora(model, config)
+    else:
+        for param in model.embedding_model.parameters():
+            param.requires_grad_(False)
+        for module in model.embedding_model.layers.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.requires_grad_(True)
+    for param in model.latent_attention_model.parameters():
+        param.requires_grad_(config.train_latent)
     model._fingerprint = None
 
 

@@ -26,7 +26,7 @@ import torch
 from encoder import NVEmbedModel
 
 from . import distributed, state
-from .batching import BlendedSampler, batch_texts, make_batch
+from .batching import BlendedSampler, batch_texts, make_batch, text_key
 from .config import RunConfig, StageConfig
 from .data import Dataset
 from .losses import candidate_mask, distillation_kl, grad_cache_step, masked_info_nce, plain_step
@@ -114,8 +114,15 @@ class StageTrainer:
         self.params = [p for _, p in self.named_params]
         distributed.broadcast_parameters(self.params)
         self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, weight_decay=stage.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, linear_schedule(stage.warmup_steps, stage.steps))
+        self.budget_s = stage.max_minutes * 60 if stage.max_minutes else None
+        self.elapsed_s = 0.0  # training time spent in this stage, across resumes (the budget counts it)
+        by_steps = linear_schedule(stage.warmup_steps, stage.steps)
+
+        def factor(step: int) -> float:  # with a time budget the decay reaches zero when the budget is spent
+            if self.budget_s is None or step < stage.warmup_steps:
+                return by_steps(step)
+            return min(by_steps(step), max(0.0, 1.0 - self.elapsed_s / self.budget_s))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.sampler = BlendedSampler(datasets, stage.batch_size, stage.num_negatives, seed=run.seed + 1000 * number)
         self.encode = encoder_fn(model, precision)
         self.step = 0
@@ -130,6 +137,7 @@ class StageTrainer:
             "sampler": self.sampler.state_dict(),
             "fingerprint": self.start_fingerprint,
             "world_size": self.info.world_size,
+            "elapsed_s": self.elapsed_s,
         }
 
     def save_checkpoint(self) -> None:
@@ -157,6 +165,7 @@ class StageTrainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         self.sampler.load_state_dict(saved["sampler"])
         self.step = int(saved["step"])
+        self.elapsed_s = float(saved.get("elapsed_s", 0.0))
         state.set_rng_state(torch.load(path / f"rng-rank{self.info.rank}.pt", weights_only=False))
 
     # ------------------------------------------------------------------ steps
@@ -165,21 +174,33 @@ class StageTrainer:
         owner = distributed.gather(batch.owner)
         keys = distributed.gather(batch.passage_keys)
         stage = self.stage
-        teacher_q = teacher_p = None
+        teacher_q = teacher_p_local = teacher_p = None
         if self.teacher is not None:
             query_texts, passage_texts = batch_texts(items)
             teacher_q = self.teacher.embed(query_texts, stage.max_length).to(self.precision.device)
-            teacher_p = distributed.gather(self.teacher.embed(passage_texts, stage.max_length).to(self.precision.device))
+            teacher_p_local = self.teacher.embed(passage_texts, stage.max_length).to(self.precision.device)
+            teacher_p = distributed.gather(teacher_p_local)
+            query_keys = torch.tensor([text_key(t) for t in query_texts], dtype=torch.long, device=keys.device)
 
         def loss_fn(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             passages, offset = distributed.gather_with_grad(p)
             positive = batch.positive + offset
             allowed = candidate_mask(passages.shape[0], positive, owner, batch.query_ids, batch.in_batch, keys)
             loss = masked_info_nce(q, passages, positive, allowed, stage.temperature)
-            if teacher_q is not None:
-                loss = loss + stage.distill_weight * distillation_kl(
-                    q, passages, teacher_q, teacher_p, allowed, stage.temperature, stage.teacher_temperature)
-            return loss
+            if teacher_q is None:
+                return loss
+            if stage.distill_target == "candidates":
+                term = distillation_kl(q, passages, teacher_q, teacher_p, allowed, stage.temperature,
+                                       stage.teacher_temperature)
+            else:  # every text of the batch (this rank's queries and passages) against every other text
+                rows_keys = torch.cat([query_keys, batch.passage_keys])
+                cols_keys = torch.cat([query_keys, keys])
+                others = rows_keys.unsqueeze(1) != cols_keys.unsqueeze(0)  # not itself, nor a copy of itself
+                others &= torch.cat([torch.ones_like(query_keys, dtype=torch.bool), owner >= 0]).unsqueeze(0)
+                term = distillation_kl(torch.cat([q, p]), torch.cat([q, passages]),
+                                       torch.cat([teacher_q, teacher_p_local]), torch.cat([teacher_q, teacher_p]),
+                                       others, stage.temperature, stage.teacher_temperature)
+            return loss + stage.distill_weight * term
         return loss_fn
 
     def train_step(self) -> dict[str, Any]:
@@ -218,6 +239,15 @@ class StageTrainer:
             record["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.precision.device) / 1e9
         return record
 
+    def out_of_time(self) -> bool:
+        """The stage's `max_minutes` budget is spent (ranks agree: rank 0's clock decides)."""
+        if self.budget_s is None:
+            return False
+        spent = torch.tensor([float(self.elapsed_s >= self.budget_s)], device=self.precision.device)
+        if self.info.enabled:
+            torch.distributed.broadcast(spent, src=0)
+        return bool(spent.item())
+
     def train(self, resume_from: Path | None = None) -> list[dict[str, Any]]:
         """Run the remaining steps of the stage; return their metric records."""
         if resume_from is not None:
@@ -229,8 +259,10 @@ class StageTrainer:
         records = []
         started = time.perf_counter()
         done_here = 0
-        while self.step < self.stage.steps:
+        while self.step < self.stage.steps and not self.out_of_time():
+            before = time.perf_counter()
             record = self.train_step()
+            self.elapsed_s += time.perf_counter() - before
             done_here += 1
             elapsed = time.perf_counter() - started
             record["elapsed_s"] = elapsed
@@ -238,13 +270,16 @@ class StageTrainer:
                 raise FloatingPointError(f"stage {self.number} step {self.step}: loss is {record['loss']}")
             self.metrics.write(record)
             records.append(record)
-            if self.info.is_main and (self.step % self.run.log_every == 0 or self.step == self.stage.steps):
+            last = self.step == self.stage.steps or self.out_of_time()
+            if self.info.is_main and (self.step % self.run.log_every == 0 or last):
                 eta = elapsed / done_here * (self.stage.steps - self.step)
+                if self.budget_s is not None:
+                    eta = min(eta, max(0.0, self.budget_s - self.elapsed_s))
                 print(f"[stage {self.number}] step {self.step}/{self.stage.steps} | loss {record['loss']:.4f} | "
                       f"lr {record['lr']:.2e} | {record['tokens_per_s']:.0f} tok/s | "
                       f"{record['examples_per_s']:.2f} ex/s | {_format_seconds(elapsed)} elapsed, "
                       f"eta {_format_seconds(eta)}", flush=True)
-            if self.run.save_every and self.step % self.run.save_every == 0 and self.step < self.stage.steps:
+            if self.run.save_every and self.step % self.run.save_every == 0 and not last:
                 self.save_checkpoint()
             if self.hook is not None:
                 self.hook(self.number, self.step, record["loss"])

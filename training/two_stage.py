@@ -36,11 +36,11 @@ from .data import DataError, Dataset, load_stage_data
 from .evaluate import evaluate_model, format_table
 from .modeling import (
     Precision,
-    add_lora,
     check_base,
     enable_checkpointing,
     has_lora,
     load_base,
+    prepare_trainable,
     resolve_device,
     resolve_precision,
     save_stage,
@@ -152,24 +152,31 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
         start_fingerprint = model.fingerprint
         if not has_lora(model):
             seed_everything(config.seed + number)
-            add_lora(model, config.model)
+            prepare_trainable(model, config.model)
         if checkpointing:
             enable_checkpointing(model)
         if config.stage(number).distill_weight > 0 and teacher is None:
             from .teacher import MiniLMTeacher  # loaded only when distilling, once for both stages
             teacher = MiniLMTeacher(device)
+        stage_teacher = teacher
+        if config.stage(number).teacher_cache:
+            from .teacher_cache import CachedTeacher
+            stage_teacher = CachedTeacher(config.stage(number).teacher_cache, teacher, config.stage(number).max_length)
         trainer = StageTrainer(model, number, config.stage(number), config, datasets[number], precision, metrics,
-                               start_fingerprint, hook, teacher)
+                               start_fingerprint, hook, stage_teacher)
         resume_from = next((path for s, _, path in reversed(checkpoints) if s == number), None)
         if info.is_main:
             sets = ", ".join(f"{d.name} ({len(d.examples)})" for d in datasets[number])
             trainable = sum(p.numel() for p in trainer.params)
-            print(f"[stage {number}] {config.stage(number).steps} steps, batch {config.stage(number).batch_size}, "
+            budget = config.stage(number).max_minutes
+            limit = f" or {budget:g} min" if budget else ""
+            print(f"[stage {number}] {config.stage(number).steps} steps{limit}, batch {config.stage(number).batch_size}, "
                   f"{trainable / 1e6:.2f}M trainable parameters; data: {sets}", flush=True)
         trainer.train(resume_from)
         if info.is_main:
             metadata = {"name": f"{Path(config.model.base).name}-stage{number}", "stage": number,
-                        "base": config.model.base, "steps": config.stage(number).steps}
+                        "base": config.model.base, "steps": trainer.step,
+                        "train_seconds": round(trainer.elapsed_s, 1)}
             save_stage(model, stage_dir, metadata, keep_adapter=not config.model.merge_lora)
             print(f"[stage {number}] saved {stage_dir}", flush=True)
         distributed.barrier()
