@@ -7,7 +7,7 @@
 # Usage: scripts/run-arms.sh [ARM ...]   (default: every arm file, in name order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 CORE="${CORE:-0}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PIN=(taskset -c "$CORE")
