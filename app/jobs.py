@@ -3,12 +3,13 @@
 A job runs in a background thread with its own writer `Index` (opened with the same model object as the
 reader), so it survives Streamlit reruns, the user can keep searching while it runs, and any session of the
 server can watch its progress. One job runs at a time per index directory; the facade's writer lock keeps
-other processes (the CLI) out meanwhile. Each file is committed as soon as it is done, so stopping a job (or
-the server) keeps everything finished so far.
+other processes (the CLI) out meanwhile.
 
-The work itself is the facade's: `Index.upsert` for an uploaded file, `Index.ingest` for each file of a
-folder (then once for the folder itself, to prune files that vanished), `Index.ingest(force=True)` to
-re-ingest, `Index.delete`. This module only loops, counts and records one outcome per file.
+The work itself is the facade's, through the same calls as the CLI: `Index.ingest(folder)` for a folder
+(committing in batches, pruning vanished files), `Index.ingest(paths, force=True)` to re-ingest,
+`Index.upsert` for an uploaded file, `Index.delete`. The facade's progress hook moves the job's counters and
+its stop hook is the job's Stop button: a stopped ingest commits the files it had embedded. This module only
+turns the facade's report into one outcome per file.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import index
+from index.config import IndexConfig, IngestConfig
 from index.errors import IndexStoreError, LoadError
 from index.filters import normalise_path
 from index.loaders import KINDS as SUPPORTED
-from index.pipeline import IngestReport, discover
+from index.pipeline import IngestProgress, IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,10 @@ class FileOutcome:
 class Job:
     title: str
     kind: str  # upload | folder | reingest
-    total: int = 0
-    done: int = 0
+    total: int = 0  # files found
+    done: int = 0  # files read (new and changed ones are then embedded and committed in batches)
+    passages_total: int = 0  # passages of new and changed files found so far
+    passages_done: int = 0  # of which embedded
     current: str = ""
     outcomes: list[FileOutcome] = field(default_factory=list)
     state: str = "running"  # running | done | stopped | failed
@@ -71,6 +75,14 @@ class Job:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def fraction(self) -> float:
+        """How far the job is, 0..1: files read and passages embedded, whichever lags."""
+        files = min(1.0, self.done / self.total) if self.total else 0.0
+        if self.passages_total:
+            return min(files, self.passages_done / self.passages_total)
+        return files
 
     @property
     def elapsed(self) -> float:
@@ -109,6 +121,20 @@ def outcome_from_report(name: str, path: str, report: IngestReport) -> FileOutco
     return FileOutcome(name, path, "unchanged", 0, notes)
 
 
+def outcomes_from_report(report: IngestReport) -> list[FileOutcome]:
+    """One outcome per file of a folder or multi-file ingest, from the facade's report."""
+    notes: dict[str, list[str]] = {}
+    for path, note in report.warnings:
+        notes.setdefault(path, []).append(note)
+    out = [FileOutcome(p, p, "skipped", 0, r) for p, r in report.skipped]
+    out += [FileOutcome(p, p, "failed", 0, r) for p, r in report.failed]
+    for status, paths in (("added", report.added), ("updated", report.updated)):
+        out += [FileOutcome(p, p, status, report.passages.get(p, 0), "; ".join(notes.get(p, []))) for p in paths]
+    out += [FileOutcome(p, p, "unchanged", 0, "; ".join(notes.get(p, []))) for p in report.unchanged]
+    out += [FileOutcome(p, p, "removed", 0, "file no longer in the folder") for p in report.removed]
+    return out
+
+
 def _reason(exc: BaseException, path: str) -> str:
     text = str(exc)
     for prefix in (f"{path}: ", f"{Path(path).name}: "):
@@ -119,8 +145,9 @@ def _reason(exc: BaseException, path: str) -> str:
 class JobManager:
     """Runs one write at a time for an index directory and remembers the recent jobs."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, ingest: IngestConfig | None = None):
         self.directory = Path(directory)
+        self.ingest = ingest or IngestConfig()  # batching and commit frequency of this server's ingests
         self._lock = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self.current: Job | None = None
@@ -161,7 +188,7 @@ class JobManager:
 
     @contextmanager
     def _writer(self, encoder: Any, source: str) -> Iterator[Any]:
-        ix = index.open(self.directory, encoder, model_source=source)
+        ix = index.open(self.directory, encoder, model_source=source, config=IndexConfig(ingest=self.ingest))
         try:
             yield ix
         finally:
@@ -226,48 +253,28 @@ class JobManager:
             job.done += 1
 
     @staticmethod
-    def _folder(ix: Any, job: Job, folder: str) -> None:
-        found = discover(folder, ix.config.ingest.include_hidden, ix.config.ingest.follow_symlinks)
-        job.total = len(found.files)
-        for path, reason in found.skipped:
-            job.add(FileOutcome(path, path, "skipped", 0, reason))
-        for path, reason in found.errors:
-            job.add(FileOutcome(path, path, "failed", 0, reason))
-        for path in found.files:
-            if job.stop_requested.is_set():
-                return
-            job.current = Path(path).name
-            try:
-                report = ix.ingest(path, prune=False)
-                job.add(outcome_from_report(path, path, report))
-            except (LoadError, IndexStoreError) as exc:
-                job.add(FileOutcome(path, path, "failed", 0, _reason(exc, path)))
-            job.done += 1
-        # Once more over the whole folder: everything is unchanged now, and documents whose files are gone
-        # from the folder are pruned, exactly as `python -m index.ingest FOLDER` does.
-        job.current = "checking for removed files"
-        report = ix.ingest(folder, prune=True)
-        seen = {o.path for o in job.outcomes}
-        for path in report.added + report.updated:  # changed while we were ingesting
-            if path not in seen:
-                job.add(FileOutcome(path, path, "added" if path in report.added else "updated"))
-        for path in report.removed:
-            job.add(FileOutcome(path, path, "removed", 0, "file no longer in the folder"))
+    def _hooks(job: Job) -> dict[str, Any]:
+        def on_progress(p: IngestProgress) -> None:
+            job.total, job.done = p.files_total, p.files_done
+            job.passages_total, job.passages_done = p.passages_queued, p.passages_embedded
+            job.current = Path(p.current).name if p.current else ""
+
+        return {"on_progress": on_progress, "should_stop": job.stop_requested.is_set}
+
+    @classmethod
+    def _folder(cls, ix: Any, job: Job, folder: str) -> None:
+        report = ix.ingest(folder, prune=True, **cls._hooks(job))
+        job.outcomes.extend(outcomes_from_report(report))
         job.note = report.prune_note
 
-    @staticmethod
-    def _reingest(ix: Any, job: Job, paths: list[str]) -> None:
+    @classmethod
+    def _reingest(cls, ix: Any, job: Job, paths: list[str]) -> None:
+        present = [p for p in paths if os.path.isfile(p)]
         for path in paths:
-            if job.stop_requested.is_set():
-                break
-            job.current = Path(path).name
-            if not os.path.isfile(path):
+            if path not in present:
                 job.add(FileOutcome(path, path, "failed", 0,
                                     "the file is no longer on disk: restore it, or delete the document"))
-            else:
-                try:
-                    report = ix.ingest(path, prune=False, force=True)
-                    job.add(outcome_from_report(path, path, report))
-                except (LoadError, IndexStoreError) as exc:
-                    job.add(FileOutcome(path, path, "failed", 0, _reason(exc, path)))
-            job.done += 1
+        if present:
+            report = ix.ingest(present, prune=False, force=True, **cls._hooks(job))
+            job.outcomes.extend(outcomes_from_report(report))
+        job.total = job.done = len(paths)

@@ -19,8 +19,8 @@ from typing import Any
 import streamlit as st
 
 import index
-from index.cli import load_encoder as load_index_encoder
 from index.cli import stored_model_source
+from index.encoders import load_encoder as load_index_encoder
 from index.errors import IndexStoreError
 
 from .jobs import JobManager
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 
 #: How many times each cached resource was really built in this process (tests check it stays at 1).
 LOADS: Counter[str] = Counter()
-
-TINY = "tiny"
-
 
 class ModelLoadError(RuntimeError):
     """The configured model could not be loaded; the message names it and says why."""
@@ -52,13 +49,8 @@ def resolve_model_source(model: str | None, index_dir: Path) -> str:
 def load_encoder(source: str, device: str | None) -> tuple[Any, str]:
     """(encoder, source string to record in the index) for a model name, path or test stand-in."""
     LOADS[f"model:{source}:{device}"] += 1
-    if source == TINY or source.startswith(TINY + ":"):
-        from encoder.testing import tiny_model
-
-        seed = int(source.partition(":")[2] or 0)
-        return tiny_model(seed=seed), source
     try:
-        encoder, recorded = load_index_encoder(source, Path("."), device)
+        encoder, recorded = load_index_encoder(source, device)
     except IndexStoreError as exc:
         raise ModelLoadError(str(exc).removeprefix("cannot load model ")) from None
     except Exception as exc:  # a broken checkpoint raises whatever its parser raises

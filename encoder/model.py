@@ -269,6 +269,8 @@ class NVEmbedModel(nn.Module):
     ) -> NVEmbedModel:
         """Load an NV-Embed checkpoint, a plain decoder (fresh latent layer), `"default"` or `"default-untrained"`.
 
+        Names are resolved by `encoder.registry` (`encoder.load_model` also takes `tiny` and `minilm`).
+
         `latent_config` overrides the latent layer's sizes for a plain decoder; `seed` makes its fresh
         initialisation reproducible.
         """
@@ -279,13 +281,9 @@ class NVEmbedModel(nn.Module):
             from .default import converted_base  # another latent layer than the cached one: build it here
 
             return cls.from_decoder(converted_base(), device, dtype, attn, latent_config, seed)
-        if str(name_or_path) in ("default", "default-untrained"):
-            from .default import default_model_path
+        from .registry import nvembed_path  # the one place names are resolved
 
-            name_or_path = default_model_path(trained=str(name_or_path) == "default")
-        path = Path(name_or_path)
-        if not path.exists():
-            path = _download(str(name_or_path))
+        path = nvembed_path(name_or_path)
         if is_nvembed_dir(path):
             if latent_config:
                 raise ValueError(f"{name_or_path}: latent_config {latent_config} cannot apply to an NV-Embed "
@@ -370,13 +368,3 @@ def _rebuild_buffers(backbone: nn.Module, device: torch.device) -> None:
     leftovers = [n for n, b in backbone.named_buffers() if b.is_meta]
     if leftovers:
         raise RuntimeError(f"buffers not restored after loading: {leftovers[:3]}")
-
-
-def _download(name: str) -> Path:
-    """Fetch a hub checkpoint when a hub is reachable (never in tests)."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
-    except Exception as exc:  # offline, unknown repo, no permission: one clear message
-        raise FileNotFoundError(f"{name!r} is not a local directory and could not be fetched from a hub: {exc}") from exc

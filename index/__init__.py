@@ -22,7 +22,7 @@ _EXPORTS = {
     "ChunkingConfig": "config", "VectorConfig": "config", "IngestConfig": "config", "IndexConfig": "config",
     "resolve_index_dir": "config", "INDEX_DIR_ENV": "config",
     "Encoder": "encoders", "Filters": "filters", "SearchConfig": "retrieval", "SearchResult": "retrieval",
-    "RagContext": "rag", "build_context": "rag", "IngestReport": "pipeline", "ConsistencyReport": "consistency",
+    "RagContext": "rag", "build_context": "rag", "IngestReport": "pipeline", "IngestProgress": "pipeline", "ConsistencyReport": "consistency",
     "IndexStoreError": "errors", "IndexNotFoundError": "errors", "ModelMismatchError": "errors",
     "SettingsMismatchError": "errors", "IndexLockedError": "errors", "InconsistentIndexError": "errors",
     "LoadError": "errors", "InvalidInputError": "errors", "SchemaVersionError": "errors",

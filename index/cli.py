@@ -1,4 +1,4 @@
-"""Shared pieces of the command-line tools: common options, model loading, error handling.
+"""Shared pieces of the command-line tools: common options, the model to load, error handling.
 
 Each tool (`ingest.py`, `search.py`, `delete.py`, `list.py`) is a thin layer over the `Index` facade; this
 module keeps them short. Errors the index raises on purpose are printed as one line, exit status 2.
@@ -20,8 +20,9 @@ from .store import DB_NAME, Store
 
 INDEX_HELP = (f"index directory (default: ${INDEX_DIR_ENV} if set, else ./{DEFAULT_INDEX_DIR} "
               "under the current directory)")
-MODEL_HELP = ("encoder: 'default', a local NV-Embed directory, or hash:DIM / random:DIM (stand-ins without a "
-              "model, for tests). Default: the model the index was built with, else 'default'")
+MODEL_HELP = ("encoder: 'default', 'default-untrained', 'minilm', 'tiny[:SEED]', a local NV-Embed or decoder "
+              "directory, a hub id, or hash:DIM / random:DIM (stand-ins without a model, for tests). "
+              "Default: the model the index was built with, else 'default'")
 
 
 def add_index_option(parser: argparse.ArgumentParser) -> None:
@@ -52,24 +53,9 @@ def stored_model_source(directory: Path) -> str | None:
 
 def load_encoder(spec: str | None, directory: Path, device: str | None = None) -> tuple[Any, str]:
     """(encoder, source string to record) for `--model`, defaulting to what the index was built with."""
-    from .testing import parse_stand_in
+    from .encoders import load_encoder as load
 
-    source = spec or stored_model_source(directory) or "default"
-    stand_in = parse_stand_in(source)
-    if stand_in is not None:
-        return stand_in, source
-    path = Path(source).expanduser()
-    if path.exists():
-        source = str(path.resolve())
-    try:
-        from encoder import NVEmbedModel
-    except ImportError as exc:
-        raise IndexStoreError(f"cannot import the encoder package to load model {source!r}: {exc}") from None
-    try:
-        model = NVEmbedModel.from_pretrained(source, device=device)
-    except (OSError, ValueError) as exc:
-        raise IndexStoreError(f"cannot load model {source!r}: {exc}") from None
-    return model, source
+    return load(spec or stored_model_source(directory) or "default", device)
 
 
 def resolve_instruction(value: str | None) -> str | None:

@@ -4,6 +4,9 @@
 pass a stand-in (see `index.testing.HashEncoder`). `TokenCounter` locates tokens for chunking: with a fast
 Hugging Face tokenizer it uses offset mappings; without one it falls back to a word/punctuation regex. The
 encoder's own `count_tokens` stays the final judge of a passage's length.
+
+`load_encoder` turns a `--model` value into an encoder for the CLI, the app and the API alike: the index's
+own stand-ins (`hash:DIM`, `random:DIM`) or any name `encoder.registry` resolves.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from .errors import IndexStoreError
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -73,3 +78,24 @@ class TokenCounter:
         if not texts:
             return []
         return [int(n) for n in self.encoder.count_tokens(list(texts))]
+
+
+def load_encoder(source: str, device: str | None = None) -> tuple[Any, str]:
+    """(encoder, source string to record in the index) for a model name, path or stand-in.
+
+    Raises `IndexStoreError` naming the model when it cannot be resolved or loaded.
+    """
+    from .testing import parse_stand_in
+
+    stand_in = parse_stand_in(source)
+    if stand_in is not None:
+        return stand_in, source
+    try:
+        from encoder.registry import load_model, resolve
+    except ImportError as exc:
+        raise IndexStoreError(f"cannot import the encoder package to load model {source!r}: {exc}") from None
+    try:
+        ref = resolve(source)
+        return load_model(ref, device=device), ref.source
+    except (OSError, ValueError) as exc:
+        raise IndexStoreError(f"cannot load model {source!r}: {exc}") from None

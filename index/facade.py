@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -49,7 +49,7 @@ from .errors import (
 )
 from .filters import Filters, normalise_path
 from .loaders import Block, detect_kind
-from .pipeline import IngestReport, IngestRun, read_file
+from .pipeline import IngestProgress, IngestReport, IngestRun, IngestTarget, read_file
 from .rag import RagContext, build_context
 from .retrieval import SearchConfig, SearchResult, run_search
 from .store import DB_NAME, SCHEMA_VERSION, Chunk, Document, IndexRecord, Store
@@ -386,18 +386,38 @@ class Index:
         return np.ascontiguousarray(vectors)
 
     # ------------------------------------------------------------------------------- writing ----
-    def ingest(self, folder: str | os.PathLike[str], *, prune: bool | None = None, force: bool = False,
-               progress: bool = False) -> IngestReport:
-        """Add new, re-embed changed, skip unchanged files under `folder`; prune vanished ones (default on)."""
+    def ingest(self, source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+               prune: bool | None = None, force: bool = False, progress: bool = False,
+               on_progress: Callable[[IngestProgress], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> IngestReport:
+        """Add new, re-embed changed, skip unchanged files under `source`; prune vanished ones (default on).
+
+        `source` is a folder, a file, or a list of them (each pruned under itself). Work is committed in
+        batches (`config.ingest.commit_every_chunks` / `commit_every_seconds`), not per file.
+        `progress` draws tqdm bars on stderr; `on_progress` is called with an `IngestProgress` after each file
+        and each embedded slice; `should_stop` is polled between them: a stopped run commits what it had
+        embedded, prunes nothing and reports `stopped` (run it again to ingest the rest).
+        """
         self._require_encoder("ingest")
         prune = self.config.ingest.prune if prune is None else prune
-        report = IngestReport(root=normalise_path(folder))
+        roots = [source] if isinstance(source, str | os.PathLike) else list(source)
+        if not roots:
+            raise InvalidInputError("nothing to ingest: no folder or file given")
+        label = normalise_path(roots[0]) if len(roots) == 1 else f"{len(roots)} paths"
         with self._writing():
-            report = IngestRun(self, report, force=force, progress=progress).run(folder, prune)
+            run = IngestRun(self._ingest_target(), IngestReport(root=label), force=force, progress=progress,
+                            on_progress=on_progress, should_stop=should_stop)
+            report = run.run(roots, prune)
             if self._record_updates:  # new settings with nothing else to commit: record them anyway
                 self._commit(Changes())
                 report.commits += 1
             return report
+
+    def _ingest_target(self) -> IngestTarget:
+        """The narrow view of this index an ingest run writes through (see `pipeline.IngestTarget`)."""
+        assert self._counter is not None
+        return IngestTarget(store=self.store, chunking=self.chunking, counter=self._counter,
+                            config=self.config.ingest, embed=self._embed_passages, commit=self._commit)
 
     def upsert(self, path: str | os.PathLike[str], content: bytes | None = None, *, kind: str | None = None,
                mtime: float | None = None) -> IngestReport:
@@ -421,7 +441,7 @@ class Index:
                     raise LoadError(f"content too large ({len(data) / 1e6:.1f} MB)")
                 size, file_mtime = len(data), time.time() if mtime is None else float(mtime)
             with self._writing():
-                return IngestRun(self, IngestReport(root=key)).one(key, data, size, file_mtime, kind)
+                return IngestRun(self._ingest_target(), IngestReport(root=key)).one(key, data, size, file_mtime, kind)
         except LoadError as exc:
             raise LoadError(f"{path}: {exc}") from None
 

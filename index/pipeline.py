@@ -11,6 +11,13 @@
 - Prune (on by default): documents stored under the ingested folder whose files are gone are removed in the
   final commit. Never pruned: files that exist but failed, entries that could not be listed or were in an
   unreadable directory, and nothing at all when the walk found no file (an unmounted drive looks empty).
+- Hooks: `on_progress(IngestProgress)` after each file and each embedded slice (the app's progress bar, the
+  CLI's tqdm bars); `should_stop()` is polled between files and between embedded slices: a stopped run
+  commits the files it had finished embedding, prunes nothing and says `stopped` in its report.
+
+The run sees the index only through `IngestTarget` (the store to look documents up, the chunking settings
+and token counter, an `embed` and a `commit` function), which the facade builds for each run, so this
+module does not depend on the facade.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +39,12 @@ from .chunking import chunk_document
 from .errors import InvalidInputError, LoadError
 from .filters import normalise_path
 from .loaders import detect_kind, load_bytes
-from .writer import Changes, DocumentWrite
+from .writer import Changes, CommitResult, DocumentWrite
 
 if TYPE_CHECKING:
-    from .facade import Index
+    from .config import ChunkingConfig, IngestConfig
+    from .encoders import TokenCounter
+    from .store import Store
 
 
 @dataclass
@@ -142,6 +152,8 @@ class IngestReport:
     chunks_removed: int = 0
     bytes_read: int = 0
     commits: int = 0
+    passages: dict[str, int] = field(default_factory=dict)  # path -> passages written, for each added/updated
+    stopped: bool = False  # should_stop() ended the run early: the rest was not ingested, nothing pruned
     prune_note: str | None = None
     elapsed: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
@@ -159,6 +171,8 @@ class IngestReport:
             f"elapsed {self.elapsed:.1f} s ("
             + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()) + ")",
         ]
+        if self.stopped:
+            lines.append("note: stopped early; run the same command again to ingest the rest")
         if self.prune_note:
             lines.append(f"note: {self.prune_note}")
         for title, items in (("failed", self.failed), ("skipped", self.skipped), ("warnings", self.warnings)):
@@ -174,6 +188,31 @@ class IngestReport:
 
 
 @dataclass
+class IngestTarget:
+    """What an ingest run needs from the index it writes to (built by the facade for each run)."""
+
+    store: Store  # documents already stored, looked up by path
+    chunking: ChunkingConfig
+    counter: TokenCounter
+    config: IngestConfig
+    embed: Callable[[list[str]], np.ndarray]  # passages -> (n, d) unit vectors
+    commit: Callable[[Changes], CommitResult]  # one atomic commit (see writer.py)
+
+
+@dataclass
+class IngestProgress:
+    """Where a run stands, passed to `on_progress` after each file and each embedded slice."""
+
+    files_total: int
+    files_done: int
+    current: str  # the file just handled ("" before the first and after the last)
+    passages_queued: int  # passages of new and changed files found so far
+    passages_embedded: int
+    commits: int
+    report: IngestReport  # the run's report so far (committed files are in added/updated)
+
+
+@dataclass
 class _Pending:
     write: DocumentWrite
     is_new: bool
@@ -182,18 +221,43 @@ class _Pending:
 class IngestRun:
     """One ingest under the writer lock; the facade creates it and calls `run` or `one`."""
 
-    def __init__(self, index: Index, report: IngestReport, force: bool = False, progress: bool = False):
-        self.ix = index
-        self.cfg = index.config.ingest
+    def __init__(self, target: IngestTarget, report: IngestReport, force: bool = False, progress: bool = False,
+                 on_progress: Callable[[IngestProgress], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        self.target = target
+        self.cfg = target.config
         self.report = report
         self.force = force
         self.progress = progress
+        self.on_progress = on_progress
+        self.should_stop = should_stop or (lambda: False)
         self.pending: list[_Pending] = []
         self.unembedded = 0
         self.pending_chunks = 0
         self.touches: list[tuple[str, int, float]] = []
         self.last_commit = time.monotonic()
-        self.passages_bar: Any = None
+        self.files_total = 0
+        self.files_done = 0
+        self.queued = 0
+        self.embedded = 0
+        self.current = ""
+        self.bars: tuple[Any, Any] | None = None  # tqdm bars (files, passages) with progress=True
+
+    # ------------------------------------------------------------------------------------ hooks ----
+    def _notify(self) -> None:
+        if self.bars is not None:
+            files, passages = self.bars
+            files.n, passages.total, passages.n = self.files_done, self.queued, self.embedded
+            files.refresh()
+            passages.refresh()
+        if self.on_progress is not None:
+            self.on_progress(IngestProgress(self.files_total, self.files_done, self.current, self.queued,
+                                            self.embedded, self.report.commits, self.report))
+
+    def _stopping(self) -> bool:
+        if not self.report.stopped and self.should_stop():
+            self.report.stopped = True
+        return self.report.stopped
 
     # ------------------------------------------------------------------------------------ steps ----
     def prepare(self, path: str, data: bytes, size: int, mtime: float, known: Any, kind: str | None = None) -> None:
@@ -201,7 +265,7 @@ class IngestRun:
         t = self.report.timings
         kind = kind or detect_kind(path)
         digest = hashlib.sha256(data).hexdigest()
-        signature = self.ix.chunking.signature
+        signature = self.target.chunking.signature
         if known is not None and not self.force and known.content_hash == digest and known.chunking == signature:
             self.report.unchanged.append(path)
             if known.size != size or abs(known.mtime - mtime) > 1e-6:
@@ -214,7 +278,7 @@ class IngestRun:
             t["parse"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            chunks = chunk_document(doc.text, doc.blocks, self.ix._counter, self.ix.chunking)
+            chunks = chunk_document(doc.text, doc.blocks, self.target.counter, self.target.chunking)
         except InvalidInputError:
             raise  # settings: the same for every file, so stop the run
         except Exception as exc:  # e.g. the tokenizer rejects some text: report the file, go on
@@ -231,9 +295,7 @@ class IngestRun:
         self.pending.append(_Pending(write, known is None))
         self.unembedded += len(chunks)
         self.pending_chunks += len(chunks)
-        if self.passages_bar is not None:
-            self.passages_bar.total += len(chunks)
-            self.passages_bar.refresh()
+        self.queued += len(chunks)
         if self.unembedded >= self.cfg.embed_group:
             self.embed()
         if (self.pending_chunks >= self.cfg.commit_every_chunks
@@ -241,77 +303,100 @@ class IngestRun:
             self.flush()
 
     def embed(self) -> None:
+        """Embed the queued passages in slices; a stop request between slices leaves the rest unembedded."""
         todo = [p for p in self.pending if p.write.vectors.shape[0] != len(p.write.chunks)]
-        texts = [c.text for p in todo for c in p.write.chunks]
-        if not texts:
+        if not todo:
             return
         t0 = time.perf_counter()
-        step = max(1, 2 * self.cfg.batch_size)  # slices, so the passages bar moves during a long embed
-        parts = []
+        step = max(1, 2 * self.cfg.batch_size)  # slices, so progress moves (and a stop lands) during a long embed
+        doc, parts, have = 0, [], 0  # the document being filled, its vector parts, and how many it has
+        texts = [c.text for p in todo for c in p.write.chunks]
         for lo in range(0, len(texts), step):
-            parts.append(self.ix._embed_passages(texts[lo : lo + step]))
-            if self.passages_bar is not None:
-                self.passages_bar.update(len(parts[-1]))
-        vectors = np.concatenate(parts)
+            if self._stopping():
+                break
+            vecs = self.target.embed(texts[lo : lo + step])
+            self.embedded += len(vecs)
+            while len(vecs):
+                need = len(todo[doc].write.chunks) - have
+                parts.append(vecs[:need])
+                have += len(parts[-1])
+                vecs = vecs[need:]
+                if have == len(todo[doc].write.chunks):
+                    todo[doc].write.vectors = np.concatenate(parts)
+                    doc, parts, have = doc + 1, [], 0
+            self._notify()
         self.report.timings["embed"] += time.perf_counter() - t0
-        pos = 0
-        for p in todo:
-            n = len(p.write.chunks)
-            p.write.vectors = vectors[pos : pos + n]
-            pos += n
-        self.unembedded = 0
+        self.unembedded = sum(len(p.write.chunks) for p in todo[doc:])
 
     def flush(self, deletes: list[str] | None = None) -> None:
+        """Commit every pending file that is fully embedded (all of them unless the run was stopped)."""
         self.embed()
-        changes = Changes(writes=[p.write for p in self.pending], touches=self.touches, deletes=deletes or [])
+        ready = [p for p in self.pending if p.write.vectors.shape[0] == len(p.write.chunks)]
+        changes = Changes(writes=[p.write for p in ready], touches=self.touches, deletes=deletes or [])
         if changes.empty:
             return
         t0 = time.perf_counter()
-        result = self.ix._commit(changes)
+        result = self.target.commit(changes)
         self.report.timings["commit"] += time.perf_counter() - t0
         self.report.commits += 1
-        for p in self.pending:
+        for p in ready:
             (self.report.added if p.is_new else self.report.updated).append(p.write.path)
             self.report.chunks_added += len(p.write.chunks)
+            self.report.passages[p.write.path] = len(p.write.chunks)
         self.report.chunks_removed += len(result.removed_ids)
         self.report.removed.extend(result.deleted_paths)
-        self.pending, self.touches, self.pending_chunks = [], [], 0
+        self.pending = [p for p in self.pending if p.write.vectors.shape[0] != len(p.write.chunks)]
+        self.touches, self.pending_chunks = [], sum(len(p.write.chunks) for p in self.pending)
         self.last_commit = time.monotonic()
+        self._notify()
         if os.environ.get("NVEMBED_INDEX_COMMIT_LOG"):  # used by the kill test to time its kills
             print(f"committed generation {result.generation}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------- runs ----
-    def run(self, root: str | os.PathLike[str], prune: bool) -> IngestReport:
-        """Ingest every supported file under `root`."""
+    def run(self, roots: Sequence[str | os.PathLike[str]], prune: bool) -> IngestReport:
+        """Ingest every supported file under each of `roots` (folders or files)."""
         started = time.perf_counter()
-        found = discover(root, self.cfg.include_hidden, self.cfg.follow_symlinks)
-        root_s = normalise_path(root)
-        self.report.skipped.extend(found.skipped)
-        self.report.failed.extend(found.errors)
-        known = self.ix.store.documents_by_path(prefix=root_s)
-        known = {p: d for p, d in known.items() if p == root_s or p.startswith(root_s.rstrip(os.sep) + os.sep)}
+        walks = []
+        for root in roots:
+            found = discover(root, self.cfg.include_hidden, self.cfg.follow_symlinks)
+            root_s = normalise_path(root)
+            self.report.skipped.extend(found.skipped)
+            self.report.failed.extend(found.errors)
+            known = self.target.store.documents_by_path(prefix=root_s)
+            known = {p: d for p, d in known.items() if p == root_s or p.startswith(root_s.rstrip(os.sep) + os.sep)}
+            walks.append((root_s, found, known))
+        self.files_total = sum(len(f.files) for _, f, _ in walks)
         max_bytes = int(self.cfg.max_file_mb * 1e6)
-        bar = _progress(len(found.files), self.progress, "files", "file", 0)
-        self.passages_bar = _progress(0, self.progress, "embedded", "passage", 1)
+        if self.progress:
+            self.bars = (_progress(self.files_total, "files", "file", 0), _progress(0, "embedded", "passage", 1))
         try:
-            for path in found.files:
-                t0 = time.perf_counter()
-                try:
-                    data, st = read_file(path, max_bytes)
-                    self.report.bytes_read += len(data)
-                    self.report.timings["read"] += time.perf_counter() - t0
-                    self.prepare(path, data, st.st_size, st.st_mtime, known.get(path))
-                except LoadError as exc:
-                    self.report.failed.append((path, str(exc)))
-                if bar is not None:
-                    bar.update(1)
-            deletes = self._prune_list(found, known, root_s) if prune else []
+            self._notify()
+            for _root_s, found, known in walks:
+                for path in found.files:
+                    if self._stopping():
+                        break
+                    self.current = path
+                    t0 = time.perf_counter()
+                    try:
+                        data, st = read_file(path, max_bytes)
+                        self.report.bytes_read += len(data)
+                        self.report.timings["read"] += time.perf_counter() - t0
+                        self.prepare(path, data, st.st_size, st.st_mtime, known.get(path))
+                    except LoadError as exc:
+                        self.report.failed.append((path, str(exc)))
+                    self.files_done += 1
+                    self._notify()
+            deletes: list[str] = []
+            if prune and not self.report.stopped:
+                for root_s, found, known in walks:
+                    deletes.extend(self._prune_list(found, known, root_s))
+            self.current = ""
             self.flush(deletes)
         finally:
-            for b in (bar, self.passages_bar):
-                if b is not None:
+            if self.bars is not None:
+                for b in self.bars:
                     b.close()
-            self.passages_bar = None
+                self.bars = None
         self.report.elapsed = time.perf_counter() - started
         return self.report
 
@@ -332,16 +417,14 @@ class IngestRun:
     def one(self, path: str, data: bytes, size: int, mtime: float, kind: str | None) -> IngestReport:
         """Add or replace one document from its bytes."""
         started = time.perf_counter()
-        known = self.ix.store.documents_by_path([path]).get(path)
+        known = self.target.store.documents_by_path([path]).get(path)
         self.prepare(path, data, size, mtime, known, kind)
         self.flush()
         self.report.elapsed = time.perf_counter() - started
         return self.report
 
 
-def _progress(total: int, enabled: bool, desc: str, unit: str, position: int) -> Any:
-    if not enabled:
-        return None
+def _progress(total: int, desc: str, unit: str, position: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit=unit, desc=f"{desc:>8}", file=sys.stderr, dynamic_ncols=True, position=position)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoder import NVEmbedModel
+from encoder import NAMES_HELP, NVEmbedModel
 from encoder.instructions import DEFAULT_RETRIEVAL, INSTRUCTIONS
 
 from .config import EvalConfig
@@ -262,7 +262,7 @@ def format_table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True,
-                        help="checkpoint dir, HF decoder dir, 'default', 'default-untrained' or 'minilm' (reference)")
+                        help=f"the model: {NAMES_HELP}")
     parser.add_argument("--beir", nargs="*", default=[], metavar="DIR")
     parser.add_argument("--instruction", help="query instruction (a task name such as NFCorpus, or text)")
     parser.add_argument("--max-queries", type=int)

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from encoder.registry import NAMES_HELP
+
 from .batching import text_key
 from .data import DataError, Example, read_jsonl, write_jsonl
 
@@ -186,7 +188,7 @@ def mine_examples(model, examples: list[Example], config: MiningConfig, extra_po
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.mine", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True,
-                        help="teacher: checkpoint dir, HF decoder dir, 'default', or 'minilm' (all-MiniLM-L6-v2)")
+                        help=f"teacher: {NAMES_HELP}")
     parser.add_argument("--input", required=True, help="training JSONL (training/data.py format)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--pool", nargs="*", default=[], help="extra candidate files ({\"text\": ...} lines)")

@@ -2,7 +2,7 @@
 
 - `check_base` refuses, before any weight is read, a base whose decoder is not one the encoder supports
   (Llama, Mistral, Qwen2), with the encoder's own message.
-- `load_base` loads through `NVEmbedModel.from_pretrained` and can keep only the first N decoder layers
+- `load_base` loads through `encoder.load_model` (any NV-Embed name: `default`, `tiny`, a directory) and can keep only the first N decoder layers
   (`model.num_layers`), which makes CPU runs of the real SmolLM2 weights affordable.
 - `add_lora` wraps the backbone with peft LoRA (r 16, alpha 32, dropout 0.1 on every linear projection by
   default); the latent-attention layer stays fully trainable; everything else is frozen.
@@ -30,6 +30,7 @@ from torch import nn
 from encoder import NVEmbedModel
 from encoder.bidirectional import check_supported
 from encoder.checkpoint import save_checkpoint
+from encoder.registry import load_model, resolve
 from encoder.tokenization import EncodedBatch
 
 from .config import ConfigError, ModelConfig
@@ -66,12 +67,18 @@ def resolve_precision(config: ModelConfig, device: torch.device) -> Precision:
 
 
 def check_base(base: str) -> None:
-    """Raise ConfigError when `base` is a local checkpoint of an unsupported architecture (reads config.json only)."""
-    if base in ("default", "default-untrained"):
-        return
-    path = Path(base)
-    if not path.exists():
-        return  # a hub id: from_pretrained fetches it (or says it cannot) and checks it
+    """Raise ConfigError when `base` names no NV-Embed model, or a local checkpoint of an unsupported
+    architecture (reads config.json only)."""
+    try:
+        ref = resolve(base)
+    except ValueError as exc:
+        raise ConfigError(f"model.base: {exc}") from None
+    if not ref.is_nvembed:
+        raise ConfigError(f"model.base {base!r} is not an NV-Embed model (it can be a teacher, not a base)")
+    if ref.kind != "directory":
+        return  # a named model or a hub id: the loader builds, fetches or says it cannot
+    path = ref.path
+    assert path is not None
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ConfigError(f"base {base}: no config.json (not an NV-Embed checkpoint or a Hugging Face decoder)")
@@ -99,9 +106,8 @@ def load_base(config: ModelConfig, precision: Precision, path: str | None = None
     source = path or config.base
     check_base(source)
     attn = None if config.attn_implementation == "auto" else config.attn_implementation
-    model = NVEmbedModel.from_pretrained(source, device=precision.device, dtype=precision.weights,
-                                         attn_implementation=attn, latent_config=None if path else config.latent,
-                                         seed=config.latent_seed)
+    model = load_model(source, device=precision.device, dtype=precision.weights, attn_implementation=attn,
+                       latent_config=None if path else config.latent, seed=config.latent_seed)
     if config.num_layers is not None and path is None:
         truncate_layers(model, config.num_layers)
     if config.latent_init == "mean" and path is None:

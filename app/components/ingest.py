@@ -80,12 +80,14 @@ def _progress_text(job: Job) -> str:
     c = job.counts()
     total = f"{job.done}/{job.total} files" if job.total else "finding files…"
     counts = " · ".join(f"{c[s]} {s}" for s in ("added", "updated", "unchanged", "failed") if c[s])
+    if job.passages_total:
+        total += f", {job.passages_done}/{job.passages_total} passages embedded"
     current = f" — {job.current}" if job.current else ""
     return f"Ingesting {job.title}: {total}" + (f" · {counts}" if counts else "") + current
 
 
 def _progress_value(job: Job) -> float:
-    return min(1.0, job.done / job.total) if job.total else 0.0
+    return job.fraction
 
 
 def table(job: Job) -> pd.DataFrame:

@@ -138,11 +138,16 @@ def test_bad_app_argument_is_a_message(make_app, app_env, monkeypatch):
 
 
 class SlowEncoder:
-    """The tiny model, slowed down while embedding passages, so an ingest lasts long enough to search."""
+    """The tiny model, slowed down while embedding passages, so an ingest lasts long enough to search.
 
-    def __init__(self, model, delay: float):
+    `gate` is set when an embed starts; with `hold`, every embed also waits for `release` (set by the test).
+    """
+
+    def __init__(self, model, delay: float, hold: bool = False):
         self._model, self._delay = model, delay
-        self.gate = threading.Event()
+        self.gate, self.release = threading.Event(), threading.Event()
+        if not hold:
+            self.release.set()
 
     def __getattr__(self, name):
         return getattr(self._model, name)
@@ -150,6 +155,7 @@ class SlowEncoder:
     def encode_passages(self, texts, *args, **kwargs):
         self.gate.set()
         time.sleep(self._delay)
+        self.release.wait(60)
         return self._model.encode_passages(texts, *args, **kwargs)
 
 
@@ -164,7 +170,7 @@ def test_search_works_while_an_ingest_holds_the_writer_lock(make_app, app_env):
     for i in range(4):
         (docs / f"d{i}.txt").write_text(f"document number {i} about the ocean")
     model, _ = load_encoder("tiny", None)
-    slow = SlowEncoder(model, delay=0.6)
+    slow = SlowEncoder(model, delay=0.0, hold=True)  # the folder's passages are embedded in one call
     manager = job_manager(str(app_env["index"]))
     job = manager.ingest_folder(str(docs), slow, "tiny")
     assert slow.gate.wait(30)
@@ -178,6 +184,7 @@ def test_search_works_while_an_ingest_holds_the_writer_lock(make_app, app_env):
         assert job.running and result_cards(at2) and "a.txt" in result_cards(at2)[0]
         assert any(p.value < 1 for p in at2.get("progress")) or "Ingesting" in page_text(at2)
     finally:
+        slow.release.set()
         deadline = time.time() + 60
         while job.running and time.time() < deadline:
             time.sleep(0.1)
@@ -193,8 +200,10 @@ def test_stopping_an_ingest_keeps_what_was_committed(app_env):
     docs = app_env["docs"]
     for i in range(6):
         (docs / f"d{i}.txt").write_text(f"document number {i} about the harbor")
+    from index.config import IngestConfig
+
     model, _ = load_encoder("tiny", None)
-    manager = JobManager(app_env["index"])
+    manager = JobManager(app_env["index"], IngestConfig(embed_group=1, commit_every_chunks=2))
     slow = SlowEncoder(model, delay=0.4)
     job = manager.ingest_folder(str(docs), slow, "tiny")
     assert slow.gate.wait(30)
@@ -204,4 +213,4 @@ def test_stopping_an_ingest_keeps_what_was_committed(app_env):
         time.sleep(0.05)
     assert job.state == "stopped" and 1 <= job.counts()["added"] < 6
     with index.open(app_env["index"], model) as ix:
-        assert ix.stats().documents == job.counts()["added"]  # each finished file was committed
+        assert ix.stats().documents == job.counts()["added"]  # each file embedded before the stop was committed
