@@ -26,6 +26,7 @@ TASKS = ("retrieval", "classification", "clustering", "sts")
 FINETUNE_MODES = ("lora", "full")
 LATENT_INITS = ("random", "mean")
 DISTILL_TARGETS = ("candidates", "all_texts")
+PRE_STAGES = ("mntp", "simcse")  # LLM2Vec stages (training/llm2vec.py), run in this order before stage 1
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -74,6 +75,42 @@ class StageConfig:
 
 
 @dataclass
+class MNTPConfig:
+    """LLM2Vec's masked next-token prediction on the bidirectional backbone (training/llm2vec.py)."""
+
+    data: list[str] = field(default_factory=list)  # plain texts: .txt (one per line) or .jsonl ("text", or examples)
+    steps: int = 1000  # LLM2Vec: about 1,000 steps
+    batch_size: int = 32  # texts per optimizer step (all ranks together)
+    learning_rate: float = 5e-5  # LLM2Vec's MNTP learning rate
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    max_length: int = 512
+    mask_probability: float = 0.2  # fraction of text tokens chosen (LLM2Vec: 0.2 for small models); 80/10/10
+    mask_token: str = "auto"  # auto: the tokenizer's mask token, else its unk token, else "_"; or a token string
+    max_minutes: float | None = None  # wall-time budget, as for the contrastive stages
+
+
+@dataclass
+class SimCSEConfig:
+    """LLM2Vec's unsupervised SimCSE: two dropout views of a text are the positive pair (training/llm2vec.py)."""
+
+    data: list[str] = field(default_factory=list)  # plain texts, as for mntp
+    steps: int = 1000
+    batch_size: int = 64  # texts per step; the other texts of the batch are the negatives
+    learning_rate: float = 3e-5  # LLM2Vec's SimCSE learning rate
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    max_length: int = 128
+    temperature: float = 0.05  # LLM2Vec / SimCSE (scale 20)
+    attention_dropout: float = 0.3  # set on every attention module for this stage (SmolLM2 ships 0.0)
+    lora_dropout: float | None = None  # LoRA dropout during this stage; None keeps model.lora_dropout
+    chunk_size: int | None = None  # texts per forward pass (GradCache), as in the contrastive stages
+    max_minutes: float | None = None  # wall-time budget, as for the contrastive stages
+
+
+@dataclass
 class EvalConfig:
     beir: list[str] = field(default_factory=list)  # BEIR-layout directories (corpus, queries, qrels/test.tsv)
     instruction: str | None = None  # query instruction for BEIR sets (None: the generic retrieval one)
@@ -95,7 +132,7 @@ class RunConfig:
     output_dir: str = "runs/two-stage"
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun each rank takes cuda:LOCAL_RANK)
-    stages: list[int] = field(default_factory=lambda: [1, 2])
+    stages: list[int | str] = field(default_factory=lambda: [1, 2])  # optionally mntp, simcse first
     save_every: int = 0  # steps between resumable checkpoints (0: only at stage ends)
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -105,10 +142,13 @@ class RunConfig:
     stage2: StageConfig = field(
         default_factory=lambda: StageConfig(learning_rate=1.5e-5, in_batch_tasks=[])
     )
+    mntp: MNTPConfig = field(default_factory=MNTPConfig)
+    simcse: SimCSEConfig = field(default_factory=SimCSEConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    def stage(self, number: int) -> StageConfig:
-        return {1: self.stage1, 2: self.stage2}[number]
+    def stage(self, number: int | str) -> Any:
+        """The section of a stage: StageConfig for 1 and 2, MNTPConfig / SimCSEConfig for "mntp" / "simcse"."""
+        return {1: self.stage1, 2: self.stage2, "mntp": self.mntp, "simcse": self.simcse}[number]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,6 +264,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-layers", type=int, help="keep only the first N decoder layers (small CPU runs)")
     parser.add_argument("--stage1-data", nargs="+", metavar="JSONL", help="stage-1 training files (retrieval)")
     parser.add_argument("--stage2-data", nargs="+", metavar="JSONL", help="stage-2 training files (blend)")
+    parser.add_argument("--mntp-data", nargs="+", metavar="FILE", help="plain texts for the MNTP stage")
+    parser.add_argument("--simcse-data", nargs="+", metavar="FILE", help="plain texts for the SimCSE stage")
     parser.add_argument("--output-dir")
     parser.add_argument("--stage1-steps", type=int)
     parser.add_argument("--stage2-steps", type=int)
@@ -234,7 +276,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="InfoNCE temperature, both stages")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--stages", help="which stages to run: 1, 2 or 1,2")
+    parser.add_argument("--stages", help="which stages to run: 1, 2 or 1,2; mntp and simcse may come first")
     parser.add_argument("--save-every", type=int, help="steps between resumable checkpoints")
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -256,6 +298,7 @@ def from_args(args: argparse.Namespace) -> RunConfig:
     flat: dict[str, Any] = {
         "model.base": args.base, "model.num_layers": args.num_layers,
         "stage1.data": args.stage1_data, "stage2.data": args.stage2_data,
+        "mntp.data": args.mntp_data, "simcse.data": args.simcse_data,
         "stage1.steps": args.stage1_steps, "stage2.steps": args.stage2_steps,
         "output_dir": args.output_dir, "device": args.device, "seed": args.seed,
         "save_every": args.save_every, "log_every": args.log_every,
@@ -267,10 +310,8 @@ def from_args(args: argparse.Namespace) -> RunConfig:
         flat[f"stage1.{key}"] = value
         flat[f"stage2.{key}"] = value
     if args.stages:
-        try:
-            flat["stages"] = [int(s) for s in str(args.stages).split(",") if s.strip()]
-        except ValueError as exc:
-            raise ConfigError(f"--stages expects 1, 2 or 1,2, got {args.stages!r}") from exc
+        names = [s.strip() for s in str(args.stages).split(",") if s.strip()]
+        flat["stages"] = [int(s) if s.isdigit() else s for s in names]
     if args.resume:
         flat["resume"] = True
     if args.eval_base:
@@ -289,9 +330,9 @@ def from_args(args: argparse.Namespace) -> RunConfig:
 
 def validate(config: RunConfig) -> None:
     """Check values that need no data or model: raise ConfigError naming the field."""
-    if not config.stages or any(s not in (1, 2) for s in config.stages) or config.stages != sorted(set(config.stages)):
-        raise ConfigError(f"stages must be [1], [2] or [1, 2], got {config.stages}")
-    for number in config.stages:
+    _validate_stage_list(config.stages)
+    _validate_pre_stages(config)
+    for number in (s for s in config.stages if isinstance(s, int)):
         stage, name = config.stage(number), f"stage{number}"
         if not stage.data:
             raise ConfigError(f"{name}.data is empty: give --{name}-data FILE.jsonl [...]")
@@ -342,6 +383,67 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"eval.beir: {path} has no corpus.jsonl (BEIR layout expected)")
     if config.save_every < 0 or config.log_every < 1 or config.keep_checkpoints < 1:
         raise ConfigError("save_every must be >= 0, log_every and keep_checkpoints >= 1")
+
+
+def _validate_stage_list(stages: list[int | str]) -> None:
+    """[mntp?, simcse?, 1?, 2?]: pre-stages in PRE_STAGES order, then 1 and/or 2 ascending, each once."""
+    pre = [s for s in stages if isinstance(s, str)]
+    numbered = [s for s in stages if isinstance(s, int) and not isinstance(s, bool)]
+    valid = (
+        stages
+        and len(pre) + len(numbered) == len(stages)
+        and all(s in PRE_STAGES for s in pre)
+        and pre == sorted(set(pre), key=PRE_STAGES.index)
+        and all(s in (1, 2) for s in numbered)
+        and numbered == sorted(set(numbered))
+        and list(stages) == pre + numbered
+    )
+    if not valid:
+        raise ConfigError(f"stages must be [1], [2] or [1, 2], optionally preceded by mntp and/or simcse in that "
+                          f"order (e.g. [mntp, simcse, 1, 2]), got {stages}")
+
+
+def _validate_pre_stages(config: RunConfig) -> None:
+    """The mntp and simcse sections of the stages that run (see _validate_stage_list for their order)."""
+    for name in (s for s in config.stages if isinstance(s, str)):
+        section = config.stage(name)
+        if not section.data:
+            raise ConfigError(f"{name}.data is empty: give --{name}-data FILE [...] (.txt or .jsonl texts)")
+        for path in section.data:
+            if not Path(path).is_file():
+                raise ConfigError(f"{name}.data: file not found: {path}")
+        for key in ("steps", "batch_size"):
+            if getattr(section, key) < 1:
+                raise ConfigError(f"{name}.{key} must be at least 1, got {getattr(section, key)}")
+        if section.max_length < 8:
+            raise ConfigError(f"{name}.max_length must be at least 8, got {section.max_length}")
+        if section.learning_rate <= 0:
+            raise ConfigError(f"{name}.learning_rate must be positive, got {section.learning_rate}")
+        if section.warmup_steps < 0 or section.weight_decay < 0:
+            raise ConfigError(f"{name}: warmup_steps and weight_decay must not be negative")
+        if section.max_grad_norm is not None and section.max_grad_norm <= 0:
+            raise ConfigError(f"{name}.max_grad_norm must be positive (or null), got {section.max_grad_norm}")
+    mntp, simcse = config.mntp, config.simcse
+    if "mntp" in config.stages:
+        if not 0 < mntp.mask_probability < 1:
+            raise ConfigError(f"mntp.mask_probability must be in (0, 1), got {mntp.mask_probability}")
+        if not mntp.mask_token.strip():
+            raise ConfigError("mntp.mask_token is empty: use auto or a token of the tokenizer's vocabulary")
+    if "simcse" in config.stages:
+        if simcse.temperature <= 0:
+            raise ConfigError(f"simcse.temperature must be positive, got {simcse.temperature}")
+        if not 0 <= simcse.attention_dropout < 1:
+            raise ConfigError(f"simcse.attention_dropout must be in [0, 1), got {simcse.attention_dropout}")
+        if simcse.lora_dropout is not None and not 0 <= simcse.lora_dropout < 1:
+            raise ConfigError(f"simcse.lora_dropout must be in [0, 1) (or null), got {simcse.lora_dropout}")
+        if simcse.chunk_size is not None and simcse.chunk_size < 1:
+            raise ConfigError(f"simcse.chunk_size must be at least 1 (or null), got {simcse.chunk_size}")
+        lora = getattr(config.model, "finetune", "lora") == "lora"
+        lora_dropout = (simcse.lora_dropout if simcse.lora_dropout is not None else config.model.lora_dropout) \
+            if lora else 0.0
+        if simcse.attention_dropout == 0 and lora_dropout == 0:
+            raise ConfigError("simcse.attention_dropout is 0 and there is no LoRA dropout: the two views of a text "
+                              "would be identical (raise simcse.attention_dropout)")
 
 
 def parse(argv: Sequence[str] | None = None, description: str = "") -> RunConfig:

@@ -1,6 +1,7 @@
 """Resumable training state: what a checkpoint every N steps holds, and how a run picks it up again.
 
-A checkpoint (`output_dir/checkpoints/stage{S}-step{N:06d}/state.pt`) holds the trainable weights (LoRA
+A checkpoint (`output_dir/checkpoints/stage{S}-step{N:06d}/state.pt`, or `{name}-step{N:06d}` for the
+LLM2Vec pre-stages `mntp` and `simcse`) holds the trainable weights (LoRA
 and latent layer), the optimizer and scheduler states, the sampler state (data order), every RNG state
 (Python, NumPy, torch CPU and CUDA) and the identity of the model the stage started from. Restoring all of
 it makes a resumed run compute exactly the losses an uninterrupted run computes (tested).
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import PRE_STAGES
+
 CHECKPOINTS = "checkpoints"
-_NAME = re.compile(r"^stage(\d)-step(\d{6})$")
+_NAME = re.compile(r"^(?:stage(\d)|(" + "|".join(PRE_STAGES) + r"))-step(\d{6})$")
 
 
 class ResumeError(ValueError):
@@ -44,23 +47,34 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_dir(output_dir: str | Path, stage: int, step: int) -> Path:
-    return Path(output_dir) / CHECKPOINTS / f"stage{stage}-step{step:06d}"
+def stage_label(stage: int | str) -> str:
+    """`stage1`, `stage2` for the contrastive stages; the name itself (`mntp`, `simcse`) for a pre-stage."""
+    return stage if isinstance(stage, str) else f"stage{stage}"
 
 
-def list_checkpoints(output_dir: str | Path) -> list[tuple[int, int, Path]]:
-    """(stage, step, path) of complete checkpoints, oldest first."""
+def stage_order(stage: int | str) -> int:
+    """Run order of a stage: the pre-stages (in PRE_STAGES order) come before stage 1."""
+    return PRE_STAGES.index(stage) - len(PRE_STAGES) if isinstance(stage, str) else int(stage)
+
+
+def checkpoint_dir(output_dir: str | Path, stage: int | str, step: int) -> Path:
+    return Path(output_dir) / CHECKPOINTS / f"{stage_label(stage)}-step{step:06d}"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int | str, int, Path]]:
+    """(stage, step, path) of complete checkpoints, oldest first (stage: 1, 2, or a pre-stage's name)."""
     root = Path(output_dir) / CHECKPOINTS
     found = []
     if root.is_dir():
         for path in root.iterdir():
             match = _NAME.match(path.name)
             if match and (path / "state.pt").is_file():
-                found.append((int(match.group(1)), int(match.group(2)), path))
-    return sorted(found)
+                stage = int(match.group(1)) if match.group(1) else match.group(2)
+                found.append((stage, int(match.group(3)), path))
+    return sorted(found, key=lambda item: (stage_order(item[0]), item[1]))
 
 
-def save(output_dir: str | Path, stage: int, step: int, state: dict[str, Any], keep: int) -> Path:
+def save(output_dir: str | Path, stage: int | str, step: int, state: dict[str, Any], keep: int) -> Path:
     """Write atomically (temp file, then rename) and keep only the newest `keep` checkpoints."""
     path = checkpoint_dir(output_dir, stage, step)
     path.mkdir(parents=True, exist_ok=True)

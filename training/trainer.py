@@ -29,7 +29,7 @@ from . import distributed, state
 from .batching import BlendedSampler, batch_texts, make_batch, text_key
 from .config import RunConfig, StageConfig
 from .data import Dataset
-from .losses import candidate_mask, distillation_kl, grad_cache_step, masked_info_nce, plain_step
+from .losses import StepOutput, candidate_mask, distillation_kl, grad_cache_step, masked_info_nce, plain_step
 from .modeling import Precision, encoder_fn, trainable_parameters
 
 
@@ -60,11 +60,12 @@ class MetricsLog:
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
-    def truncate_after(self, stage: int, step: int) -> None:
+    def truncate_after(self, stage: int | str, step: int) -> None:
         """Drop rows logged after a checkpoint (stage, step): a resumed run rewrites them."""
         if not self.enabled or not self.path.is_file():
             return
-        keep = [r for r in self.read() if (r.get("stage", 0), r.get("step", 0)) <= (stage, step)]
+        keep = [r for r in self.read() if (state.stage_order(r.get("stage", 0)), r.get("step", 0))
+                <= (state.stage_order(stage), step)]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
 
@@ -109,7 +110,6 @@ class StageTrainer:
         if stage.batch_size % self.info.world_size:
             raise ValueError(f"stage{number}.batch_size {stage.batch_size} is not divisible by the "
                              f"{self.info.world_size} processes")
-        check_room_for_text(model, datasets, stage.max_length, f"stage{number}")
         self.named_params = trainable_parameters(model)
         self.params = [p for _, p in self.named_params]
         distributed.broadcast_parameters(self.params)
@@ -123,9 +123,15 @@ class StageTrainer:
                 return by_steps(step)
             return min(by_steps(step), max(0.0, 1.0 - self.elapsed_s / self.budget_s))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.sampler = BlendedSampler(datasets, stage.batch_size, stage.num_negatives, seed=run.seed + 1000 * number)
+        self.sampler = self.make_sampler(datasets)
         self.encode = encoder_fn(model, precision)
         self.step = 0
+
+    def make_sampler(self, datasets: list[Dataset]) -> BlendedSampler:
+        """The step's data source (its `state_dict` goes into checkpoints); pre-stages override it."""
+        check_room_for_text(self.model, datasets, self.stage.max_length, f"stage{self.number}")
+        return BlendedSampler(datasets, self.stage.batch_size, self.stage.num_negatives,
+                              seed=self.run.seed + 1000 * self.number)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -218,6 +224,10 @@ class StageTrainer:
             out = grad_cache_step(self.encode, batch.queries, batch.passages, loss_fn, chunk)
         else:
             out = plain_step(self.encode, batch.queries, batch.passages, loss_fn)
+        return self.finish_step(out, started)
+
+    def finish_step(self, out: StepOutput, started: float) -> dict[str, Any]:
+        """After the backward pass: average gradients across ranks, clip, step, and the step's metrics record."""
         distributed.all_reduce_gradients(self.params)
         grad_norm = None
         if self.stage.max_grad_norm is not None:

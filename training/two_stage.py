@@ -5,6 +5,9 @@
                                                          -> output_dir/stage2/
     evaluation after each stage (and optionally of the base) -> metrics.jsonl, results.json, results.md
 
+Optionally LLM2Vec's unsupervised stages run first, on plain texts (`stages: [mntp, simcse, 1, 2]`,
+training/llm2vec.py): MNTP -> output_dir/mntp/, SimCSE -> output_dir/simcse/; stage 1 starts from the last.
+
 Everything that can be checked without training is checked first, in this order: the config, every data
 file (all malformed lines reported with file:line), the stage-2 blend, the base architecture, the output
 directory, and on `--resume` the identity of the model against the checkpoint. Only then does a step run.
@@ -32,8 +35,9 @@ from encoder.checkpoint import iter_tensors
 
 from . import distributed, state
 from .config import ConfigError, RunConfig, parse
-from .data import DataError, Dataset, load_stage_data
+from .data import DataError, load_stage_data
 from .evaluate import evaluate_model, format_table
+from .llm2vec import make_trainer, stage_seed
 from .modeling import (
     Precision,
     check_base,
@@ -45,6 +49,8 @@ from .modeling import (
     resolve_precision,
     save_stage,
 )
+from .state import stage_label
+from .text_data import load_texts
 from .trainer import MetricsLog, StageTrainer, StepHook
 
 RUN_FILE = "run.json"
@@ -85,12 +91,14 @@ def _prepare_output(config: RunConfig, main: bool) -> Path:
     return out
 
 
-def _load_all_data(config: RunConfig) -> dict[int, list[Dataset]]:
-    return {number: load_stage_data(config.stage(number).data, number) for number in config.stages}
+def _load_all_data(config: RunConfig) -> dict[int | str, Any]:
+    """Each stage's data: data sets for stages 1 and 2, the pooled plain texts for a pre-stage."""
+    return {number: load_texts(config.stage(number).data) if isinstance(number, str)
+            else load_stage_data(config.stage(number).data, number) for number in config.stages}
 
 
 def _evaluate(label: str, model, config: RunConfig, precision: Precision, run: RunState, metrics: MetricsLog,
-              stage: int) -> None:
+              stage: int | str) -> None:
     info = distributed.current()
     if info.is_main and config.eval.at_stage_end and (config.eval.beir or config.eval.sts or config.eval.banking77):
         print(f"[eval] {label} ...", flush=True)
@@ -139,7 +147,7 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
         checkpointing = device.type == "cuda"
     teacher = None
     for number in config.stages:
-        stage_dir = out / f"stage{number}"
+        stage_dir = out / stage_label(number)
         if number in run_state.completed:
             if info.is_main:
                 print(f"[stage {number}] already complete in {stage_dir}", flush=True)
@@ -150,23 +158,30 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
             del model
             model = _reload_stage(config, precision, out / "stage1")
         start_fingerprint = model.fingerprint
+        pre_stage = isinstance(number, str)
         if not has_lora(model):
-            seed_everything(config.seed + number)
+            seed_everything(config.seed + (stage_seed(number) if pre_stage else number))
             prepare_trainable(model, config.model)
         if checkpointing:
             enable_checkpointing(model)
-        if config.stage(number).distill_weight > 0 and teacher is None:
-            from .teacher import MiniLMTeacher  # loaded only when distilling, once for both stages
-            teacher = MiniLMTeacher(device)
-        stage_teacher = teacher
-        if config.stage(number).teacher_cache:
-            from .teacher_cache import CachedTeacher
-            stage_teacher = CachedTeacher(config.stage(number).teacher_cache, teacher, config.stage(number).max_length)
-        trainer = StageTrainer(model, number, config.stage(number), config, datasets[number], precision, metrics,
-                               start_fingerprint, hook, stage_teacher)
+        if pre_stage:  # LLM2Vec's MNTP / SimCSE on plain texts (training/llm2vec.py)
+            trainer = make_trainer(number, model, config, datasets[number], precision, metrics, start_fingerprint,
+                                   hook)
+        else:
+            if config.stage(number).distill_weight > 0 and teacher is None:
+                from .teacher import MiniLMTeacher  # loaded only when distilling, once for both stages
+                teacher = MiniLMTeacher(device)
+            stage_teacher = teacher
+            if config.stage(number).teacher_cache:
+                from .teacher_cache import CachedTeacher
+                stage_teacher = CachedTeacher(config.stage(number).teacher_cache, teacher,
+                                              config.stage(number).max_length)
+            trainer = StageTrainer(model, number, config.stage(number), config, datasets[number], precision,
+                                   metrics, start_fingerprint, hook, stage_teacher)
         resume_from = next((path for s, _, path in reversed(checkpoints) if s == number), None)
         if info.is_main:
-            sets = ", ".join(f"{d.name} ({len(d.examples)})" for d in datasets[number])
+            sets = f"{len(datasets[number])} texts" if pre_stage else \
+                ", ".join(f"{d.name} ({len(d.examples)})" for d in datasets[number])
             trainable = sum(p.numel() for p in trainer.params)
             budget = config.stage(number).max_minutes
             limit = f" or {budget:g} min" if budget else ""
@@ -174,7 +189,7 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
                   f"{trainable / 1e6:.2f}M trainable parameters; data: {sets}", flush=True)
         trainer.train(resume_from)
         if info.is_main:
-            metadata = {"name": f"{Path(config.model.base).name}-stage{number}", "stage": number,
+            metadata = {"name": f"{Path(config.model.base).name}-{stage_label(number)}", "stage": number,
                         "base": config.model.base, "steps": trainer.step,
                         "train_seconds": round(trainer.elapsed_s, 1)}
             save_stage(model, stage_dir, metadata, keep_adapter=not config.model.merge_lora)
@@ -190,7 +205,7 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
             for s, _, path in state.list_checkpoints(out):
                 if s == number:
                     shutil.rmtree(path, ignore_errors=True)
-        _evaluate(f"stage{number}", model, config, precision, run_state, metrics, number)
+        _evaluate(stage_label(number), model, config, precision, run_state, metrics, number)
 
     evaluations = run_state.data.get("evaluations", {})
     if info.is_main and evaluations:
