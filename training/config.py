@@ -23,8 +23,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 TASKS = ("retrieval", "classification", "clustering", "sts")
-PRE_STAGES = ("mntp", "simcse")  # LLM2Vec stages (training/llm2vec.py), run in this order before stage 1
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PRE_STAGES = ("mntp", "simcse")  # LLM2Vec stages (training/llm2vec.py), run in this order before stage 1
 
 
 class ConfigError(ValueError):
