@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
+from transformers import AutoConfig
 
 from encoder import NVEmbedModel
-from encoder.checkpoint import weight_files
+from encoder.checkpoint import is_nvembed_dir, read_config, weight_files
 
 from . import distributed
 from .batching import text_key
@@ -154,27 +155,51 @@ def mntp_loss(backbone: nn.Module, head_weight: torch.Tensor, input_ids: torch.T
     return F.cross_entropy(logits.float(), targets[predicting])
 
 
+def _head_file(base: str | Path | None) -> Path | None:
+    """The weight file of `base` that holds `lm_head.weight`, if any."""
+    path = Path(str(base)) if base is not None else None
+    if path is None or not path.is_dir():
+        return None
+    try:
+        files = weight_files(path)
+    except FileNotFoundError:
+        return None
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            if "lm_head.weight" in handle.keys():
+                return file
+    return None
+
+
+def _no_head(base: str | Path | None) -> ConfigError:
+    return ConfigError(f"mntp needs the base's LM head: {base} does not tie its input embeddings and has no "
+                       "lm_head.weight (NV-Embed checkpoints drop it); start MNTP from the plain decoder directory")
+
+
+def check_lm_head(base: str | Path) -> None:
+    """Before any model is loaded: raise ConfigError when MNTP would find no LM head for `base`."""
+    path = Path(str(base))
+    if not path.is_dir():
+        return  # a hub id: checked once loaded
+    text_config = read_config(path).text_config if is_nvembed_dir(path) else AutoConfig.from_pretrained(str(path))
+    if not getattr(text_config, "tie_word_embeddings", False) and _head_file(path) is None:
+        raise _no_head(base)
+
+
 def lm_head_weight(model: NVEmbedModel, base: str | Path | None) -> torch.Tensor:
     """The LM head (V, d): the input embeddings when tied, else `lm_head.weight` from the base's files."""
     embeddings = model.embedding_model.get_input_embeddings().weight
     if getattr(model.config.text_config, "tie_word_embeddings", False):
         return embeddings
-    path = Path(str(base)) if base is not None else None
-    if path is not None and path.is_dir():
-        try:
-            files = weight_files(path)
-        except FileNotFoundError:
-            files = []
-        for file in files:
-            with safe_open(str(file), framework="pt") as handle:
-                if "lm_head.weight" in handle.keys():
-                    weight = handle.get_tensor("lm_head.weight")
-                    if weight.shape != embeddings.shape:
-                        raise ConfigError(f"mntp: {file}: lm_head.weight has shape {tuple(weight.shape)}, "
-                                          f"the embeddings {tuple(embeddings.shape)}")
-                    return weight.to(embeddings.device, embeddings.dtype)
-    raise ConfigError(f"mntp needs the base's LM head: {base} does not tie its input embeddings and has no "
-                      "lm_head.weight (NV-Embed checkpoints drop it); start MNTP from the plain decoder directory")
+    file = _head_file(base)
+    if file is None:
+        raise _no_head(base)
+    with safe_open(str(file), framework="pt") as handle:
+        weight = handle.get_tensor("lm_head.weight")
+    if weight.shape != embeddings.shape:
+        raise ConfigError(f"mntp: {file}: lm_head.weight has shape {tuple(weight.shape)}, "
+                          f"the embeddings {tuple(embeddings.shape)}")
+    return weight.to(embeddings.device, embeddings.dtype)
 
 
 # --------------------------------------------------------------------------------------------- SimCSE
@@ -264,7 +289,7 @@ class MNTPTrainer(_TextStageTrainer):
                  precision: Precision, metrics: MetricsLog, start_fingerprint: str, hook: StepHook | None = None):
         for param in model.latent_attention_model.parameters():
             param.requires_grad_(False)  # unused by MNTP: not optimised, not checkpointed
-        self.head = lm_head_weight(model, _base_path(run))
+        self.head = lm_head_weight(model, base_path(run))
         tokenizer = model.tokenizer
         self.mask_id = resolve_mask_token(tokenizer, section.mask_token)
         self.special_ids = special_token_ids(tokenizer)
@@ -318,7 +343,7 @@ class SimCSETrainer(_TextStageTrainer):
             return super().train(resume_from)
 
 
-def _base_path(run: RunConfig) -> Path | None:
+def base_path(run: RunConfig) -> Path | None:
     base = run.model.base
     if base in ("default", "default-untrained"):
         from encoder.default import default_model_path

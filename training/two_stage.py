@@ -37,7 +37,7 @@ from . import distributed, state
 from .config import ConfigError, RunConfig, parse
 from .data import DataError, load_stage_data
 from .evaluate import evaluate_model, format_table
-from .llm2vec import make_trainer, stage_seed
+from .llm2vec import base_path, check_lm_head, make_trainer, stage_seed
 from .modeling import (
     Precision,
     check_base,
@@ -122,6 +122,8 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
     precision = resolve_precision(config.model, device)
     datasets = _load_all_data(config)  # every data problem before any model is loaded
     check_base(config.model.base)
+    if "mntp" in config.stages:
+        check_lm_head(base_path(config))
     out = _prepare_output(config, info.is_main)
     run_state = RunState(out / RUN_FILE, info.is_main)
     metrics = MetricsLog(out / "metrics.jsonl", info.is_main)

@@ -9,16 +9,20 @@ Debian machine (or install from Debian's archive), need no model hub, and are DF
 | Debian package descriptions (`Translation-en`) | one-line summary | long description | each package's own DFSG-free licence |
 | Python 3.11 documentation (`python3.11-doc`) | page title + section title | section text | PSF-2.0 |
 | manual pages (`/usr/share/man/man{1,5,8}`) | NAME line ("what it does") | DESCRIPTION text | each package's own licence |
+| docstrings of installed Python packages (site-packages, read with `ast`, nothing imported) | summary line (or the signature when there is none) | `name(signature): rest of the docstring` | each package's own licence |
+| READMEs and Markdown/reST documents under `/usr/share/doc` | package + section title | section text | each package's own licence |
 
 Pairs are deduplicated (normalised query and normalised passage), and any pair sharing a 10-word shingle
 with an evaluation set (`../shared/data/eval`) is dropped, so evaluation stays held out.
 
-    python -m training.weak_pairs --out runs/data/weak [--apt-update] [--install-docs] [--max-per-source N]
+    python -m training.weak_pairs --out runs/data/weak [--apt-update] [--install-docs] [--max-per-source N] \
+        [--sources debian python_docs manpages docstrings usr_share_doc]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import gzip
 import hashlib
 import json
@@ -26,6 +30,7 @@ import random
 import re
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +38,22 @@ from pathlib import Path
 APT_LISTS = Path("/var/lib/apt/lists")
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 MAN_ROOT = Path("/usr/share/man")
+DOC_ROOT = Path("/usr/share/doc")
 EVAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 
 INSTRUCTIONS = {
     "debian": "Given a one-line summary of a software package, retrieve the description that it summarises",
     "python_docs": "Given a section title from technical documentation, retrieve the section text",
     "manpages": "Given what a command does, retrieve the manual page that describes it",
+    "docstrings": "Given a one-line summary of a Python function, class or module, retrieve its documentation",
+    "usr_share_doc": "Given a section title from a software package's documentation, retrieve the section text",
 }
 LICENCES = {
     "debian": "Debian package descriptions: each package's DFSG-free licence (Debian main)",
     "python_docs": "Python 3.11 documentation: PSF License Version 2 (Debian package python3.11-doc)",
     "manpages": "manual pages from installed Debian packages: each package's DFSG-free licence",
+    "docstrings": "docstrings of the installed Python packages (site-packages): each package's own licence",
+    "usr_share_doc": "README/Markdown/reST files of installed Debian packages: each package's DFSG-free licence",
 }
 MIN_PASSAGE_WORDS = 15
 MAX_PASSAGE_CHARS = 2000
@@ -180,6 +190,165 @@ def man_pairs(root: Path = MAN_ROOT, sections: Iterable[str] = ("man1", "man5", 
             yield Pair("manpages", _clean(what), f"{_clean(command)}: {description}")
 
 
+# ------------------------------------------------------------------------------------------ docstrings
+
+MAX_PER_PACKAGE = 1500  # torch or transformers alone hold tens of thousands of docstrings
+MAX_SOURCE_BYTES = 2_000_000  # generated tables, not documentation
+_SKIP_PARTS = {"tests", "test", "testing", "_vendor", "vendor", "examples", "benchmarks", "__pycache__"}
+
+
+def site_packages() -> list[Path]:
+    """The running interpreter's site-packages folders (run under a venv's python: that venv's packages)."""
+    paths = sysconfig.get_paths()
+    return sorted({Path(paths["purelib"]), Path(paths["platlib"])})
+
+
+_RULER = re.compile(r"^\s*[-=~^*]{3,}\s*$", re.MULTILINE)  # numpydoc / reST section underlines
+
+
+def _split_docstring(doc: str) -> tuple[str, str]:
+    """(summary: the first paragraph on one line, body: the rest without section underlines)."""
+    summary, _, body = doc.strip().partition("\n\n")
+    return _clean(summary), _RULER.sub("", body).strip()
+
+
+def _definitions(tree: ast.Module, module: str) -> Iterator[tuple[str, str, str]]:
+    """(qualified name, signature, docstring) of the module, its public classes, functions and methods."""
+    doc = ast.get_docstring(tree)
+    if doc:
+        yield module, "", doc
+    stack: list[tuple[ast.AST, str]] = [(tree, module)]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            if child.name.startswith("_"):
+                continue
+            name = f"{prefix}.{child.name}"
+            if isinstance(child, ast.ClassDef):
+                stack.append((child, name))
+                signature = ""
+            else:
+                try:
+                    signature = f"({ast.unparse(child.args)})"
+                except (ValueError, RecursionError):
+                    signature = "(...)"
+            doc = ast.get_docstring(child)
+            if doc:
+                yield name, signature, doc
+
+
+def docstring_pairs(roots: Iterable[Path] | None = None, max_per_package: int = MAX_PER_PACKAGE) -> Iterator[Pair]:
+    """Summary line -> `name(signature): rest of the docstring`; without a rest: `name(signature)` -> docstring.
+
+    Every `.py` file of the roots is parsed with `ast` (no package is imported, no code runs); private
+    names, tests, vendored copies and files that do not parse are skipped; at most `max_per_package`
+    pairs per top-level package.
+    """
+    for root in roots or site_packages():
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such site-packages folder")
+        per_package: dict[str, int] = {}
+        for file in sorted(root.rglob("*.py")):
+            parts = file.relative_to(root).with_suffix("").parts
+            if any(p in _SKIP_PARTS or p.startswith("test_") or p.endswith(".dist-info") for p in parts):
+                continue
+            if any(not p.isidentifier() for p in parts) or any(p.startswith("_") and p != "__init__" for p in parts):
+                continue
+            package = parts[0]
+            if per_package.get(package, 0) >= max_per_package:
+                continue
+            try:
+                if file.stat().st_size > MAX_SOURCE_BYTES:
+                    continue
+                tree = ast.parse(file.read_text(encoding="utf-8", errors="replace"), str(file))
+            except (SyntaxError, ValueError, RecursionError, OSError):
+                continue
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            for name, signature, doc in _definitions(tree, module):
+                summary, body = _split_docstring(doc)
+                if body:
+                    pair = Pair("docstrings", summary, f"{name}{signature}: {_clean(body)}")
+                else:
+                    pair = Pair("docstrings", f"{name}{signature}", _clean(_RULER.sub("", doc)))
+                per_package[package] = per_package.get(package, 0) + 1
+                yield pair
+                if per_package[package] >= max_per_package:
+                    break
+
+
+# ------------------------------------------------------------------------------------------ /usr/share/doc
+
+_DOC_SUFFIXES = (".md", ".markdown", ".rst", ".txt", "")  # "" = README, README.Debian, ...
+_SETEXT = re.compile(r"^(=+|-+|~+|\^+|\*+)\s*$")
+_ATX = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+def _doc_files(root: Path) -> Iterator[tuple[str, Path]]:
+    """(package, file) for READMEs and Markdown/reST documents (gzipped or not), not Python's own HTML docs."""
+    for package_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if package_dir.name.startswith("python3") and (package_dir / "html").is_dir():
+            continue  # the Python documentation: the python_docs source
+        for file in sorted(package_dir.rglob("*")):
+            name = file.name.removesuffix(".gz")
+            base, dot, ext = name.rpartition(".")
+            suffix = f".{ext.lower()}" if dot else ""
+            readme = name.upper().startswith("README")
+            if file.is_file() and (readme or (suffix in _DOC_SUFFIXES[:3] and not base.upper().startswith(
+                    ("CHANGELOG", "CHANGES", "NEWS", "HISTORY", "COPYING", "LICENSE", "CODE_OF_CONDUCT")))):
+                yield package_dir.name, file
+
+
+def _doc_sections(text: str) -> list[tuple[str, str]]:
+    """(title, text) per Markdown (`#`) or setext/reST (underlined) heading; text before the first is dropped."""
+    lines = text.splitlines()
+    sections: list[tuple[str, list[str]]] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        atx = _ATX.match(line)
+        underlined = (i + 1 < len(lines) and line.strip() and _SETEXT.match(lines[i + 1])
+                      and len(lines[i + 1].strip()) >= max(3, len(line.strip()) // 2))
+        if atx:
+            sections.append((atx.group(1), []))
+        elif underlined:
+            sections.append((line.strip(), []))
+            i += 1
+        elif sections and not _SETEXT.match(line):
+            sections[-1][1].append(line)
+        i += 1
+    out = []
+    for title, body in sections:
+        title = re.sub(r"[`*_\[\]]", "", title).strip()
+        text = re.sub(r"```.*?```|<!--.*?-->", " ", "\n".join(body), flags=re.DOTALL)  # code blocks, comments
+        text = _clean(text)
+        if title and text:
+            out.append((title, text))
+    return out
+
+
+def usr_share_doc_pairs(root: Path = DOC_ROOT, max_per_package: int = MAX_PER_PACKAGE) -> Iterator[Pair]:
+    """`{package}: {section title}` -> section text, from the documents `_doc_files` finds.
+
+    At most `max_per_package` sections per package (Node.js's API reference alone has over 4,000).
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not found")
+    per_package: dict[str, int] = {}
+    for package, file in _doc_files(root):
+        if per_package.get(package, 0) >= max_per_package:
+            continue
+        try:
+            raw = gzip.open(file, "rt", errors="replace").read() if file.suffix == ".gz" else \
+                file.read_text(errors="replace")
+        except (OSError, EOFError):
+            continue
+        for title, text in _doc_sections(raw)[: max_per_package - per_package.get(package, 0)]:
+            per_package[package] = per_package.get(package, 0) + 1
+            yield Pair("usr_share_doc", f"{package}: {title}", text)
+
+
 # ------------------------------------------------------------------------------------------ filtering
 
 
@@ -215,13 +384,25 @@ def select(pairs: Iterable[Pair], shingles: set[int], seen: set[str]) -> Iterato
         yield Pair(pair.source, query, positive)
 
 
-def build(out: Path, max_per_source: int | None = None, seed: int = 0) -> dict[str, int]:
+SOURCES = {
+    "debian": debian_pairs,
+    "python_docs": python_doc_pairs,
+    "manpages": man_pairs,
+    "docstrings": docstring_pairs,
+    "usr_share_doc": usr_share_doc_pairs,
+}
+
+
+def build(out: Path, max_per_source: int | None = None, seed: int = 0,
+          sources: Iterable[str] = tuple(SOURCES)) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     shingles = eval_shingles()
     seen: set[str] = set()
     counts = {}
-    for source, pairs in (("debian", debian_pairs()), ("python_docs", python_doc_pairs()), ("manpages", man_pairs())):
-        kept = list(select(pairs, shingles, seen))
+    for source in sources:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; sources: {', '.join(SOURCES)}")
+        kept = list(select(SOURCES[source](), shingles, seen))
         random.Random(seed).shuffle(kept)
         kept = kept[:max_per_source] if max_per_source else kept
         with (out / f"{source}.jsonl").open("w") as handle:
@@ -241,12 +422,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--apt-update", action="store_true", help="fetch English package descriptions first")
     parser.add_argument("--install-docs", action="store_true", help="apt-get install python3.11-doc first")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
+                        help="which sources to build (default: all)")
     args = parser.parse_args(argv)
     if args.apt_update:
         subprocess.run(["apt-get", "update", "-o", "Acquire::Languages=en"], check=True)
     if args.install_docs:
         subprocess.run(["apt-get", "install", "-y", "python3.11-doc"], check=True)
-    build(args.out, args.max_per_source, args.seed)
+    build(args.out, args.max_per_source, args.seed, args.sources)
 
 
 if __name__ == "__main__":

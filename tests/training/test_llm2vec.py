@@ -20,6 +20,7 @@ from encoder.testing import TINY_SIZES, tiny_model, tiny_tokenizer
 from training.config import ConfigError, parse
 from training.llm2vec import (
     IGNORE,
+    check_lm_head,
     dropout,
     lm_head_weight,
     mask_tokens,
@@ -139,6 +140,7 @@ def test_untied_head_comes_from_the_base_directory(tmp_path):
     decoder.save_pretrained(tmp_path / "decoder")
     tiny_tokenizer().save_pretrained(tmp_path / "decoder")
     model = NVEmbedModel.from_pretrained(tmp_path / "decoder", device="cpu", dtype=torch.float32)
+    check_lm_head(tmp_path / "decoder")
     head = lm_head_weight(model, tmp_path / "decoder")
     torch.testing.assert_close(head, decoder.lm_head.weight.detach())
     assert not torch.equal(head, model.embedding_model.embed_tokens.weight)
@@ -270,11 +272,11 @@ def test_pre_stages_resume_exactly(tied_base, data_files, texts_file, tmp_path, 
             torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
 
 
-def test_untied_nvembed_base_is_refused_before_training(tiny_base, data_files, texts_file, tmp_path):
+def test_untied_nvembed_base_is_refused_before_anything_is_written(tiny_base, data_files, texts_file, tmp_path):
     config = _pre_config(tiny_base, data_files, texts_file, tmp_path / "run")
     with pytest.raises(ConfigError, match="mntp needs the base's LM head"):
         run(config)
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run").exists()  # refused before the output directory is made
 
 
 # ---------------------------------------------------------------------------------------------- config

@@ -58,3 +58,107 @@ def test_select_drops_duplicates_short_passages_and_eval_overlap():
     kept = list(select(pairs, shingles, set()))
     assert [p.query for p in kept] == ["zebra stripe counter"]
     assert overlaps("prefix " + leaked, shingles) and not overlaps(body, shingles)
+
+
+PACKAGE_INIT = '''"""Zebra stripe tools.
+
+Count and compare the stripes of photographed zebras, and report the stripe pattern as text for comparison.
+"""
+'''
+
+PACKAGE_CORE = '''"""Core routines."""
+
+
+def count_stripes(image, threshold=0.5, *, colour="black"):
+    """Count the stripes of a zebra photograph.
+
+    The image is scanned line by line; every dark band wider than the threshold counts as one stripe, and
+    the total is returned as an integer.
+    """
+
+
+def _private_helper():
+    """Internal helper with a long enough docstring that it would otherwise be a pair of its own."""
+
+
+class StripeReport:
+    """A report of the stripes found.
+
+    Holds the stripe count, the widths of the bands and the positions where each band starts and ends.
+    """
+
+    def as_text(self):
+        """Render the report as plain text with one line per stripe band found in the photograph given."""
+
+    async def _hidden(self):
+        """Never collected: private methods are skipped even when they carry long docstrings like this one."""
+'''
+
+
+def _synthetic_site_packages(root):
+    package = root / "zebra"  # root: a site-packages folder
+    (package / "tests").mkdir(parents=True)
+    (package / "__init__.py").write_text(PACKAGE_INIT)
+    (package / "core.py").write_text(PACKAGE_CORE)
+    (package / "broken.py").write_text('def f(:\n    """A syntax error: the file is skipped, not fatal."""\n')
+    (package / "tests" / "test_core.py").write_text('"""Tests are not documentation: never collected here at all."""\n')
+    (package / "_impl.py").write_text('def g():\n    """Private module: skipped, whatever its docstrings say here."""\n')
+    (root / "zebra-1.0.dist-info").mkdir()
+
+
+def test_docstrings_of_a_package_become_summary_to_body_pairs(tmp_path):
+    from training.weak_pairs import docstring_pairs
+
+    site = tmp_path / "site"
+    _synthetic_site_packages(site)
+    pairs = {p.query: p.positive for p in docstring_pairs([site])}
+    assert pairs == {
+        "Zebra stripe tools.": "zebra: Count and compare the stripes of photographed zebras, and report the stripe "
+                               "pattern as text for comparison.",
+        "Count the stripes of a zebra photograph.":
+            "zebra.core.count_stripes(image, threshold=0.5, *, colour='black'): The image is scanned line by line; "
+            "every dark band wider than the threshold counts as one stripe, and the total is returned as an integer.",
+        "A report of the stripes found.": "zebra.core.StripeReport: Holds the stripe count, the widths of the bands "
+                                          "and the positions where each band starts and ends.",
+        "zebra.core.StripeReport.as_text(self)": "Render the report as plain text with one line per stripe band found "
+                                                 "in the photograph given.",
+        "zebra.core": "Core routines.",
+    }
+    assert len(list(docstring_pairs([site], max_per_package=2))) == 2
+    # through the shared filter: short passages dropped, duplicates (a second copy of the package) dropped
+    _synthetic_site_packages(tmp_path / "other")
+    kept = list(select(docstring_pairs([site, tmp_path / "other"]), set(), set()))
+    assert sorted(p.query for p in kept) == ["A report of the stripes found.", "Count the stripes of a zebra photograph.",
+                                             "Zebra stripe tools.", "zebra.core.StripeReport.as_text(self)"]
+
+
+def test_usr_share_doc_sections(tmp_path):
+    from training.weak_pairs import usr_share_doc_pairs
+
+    (tmp_path / "zebra-tools").mkdir()
+    (tmp_path / "zebra-tools" / "README.md").write_text(
+        "# Zebra tools\n\nIntro text.\n\n## Installation\n\nRun the installer and then restart the stripe daemon.\n"
+        "```\nmake install\n```\n\n## Usage\n\nCall `zebra count photo.jpg` to count.\n")
+    with gzip.open(tmp_path / "zebra-tools" / "README.Debian.gz", "wt") as handle:
+        handle.write("Debian notes\n============\n\nThe configuration lives in /etc/zebra.\n")
+    (tmp_path / "zebra-tools" / "changelog.md").write_text("# 1.0\n\nFirst release of everything.\n")
+    (tmp_path / "python3.11").mkdir()
+    (tmp_path / "python3.11" / "html").mkdir()
+    (tmp_path / "python3.11" / "README.md").write_text("# Python\n\nThe python_docs source covers this.\n")
+    pairs = [(p.query, p.positive) for p in usr_share_doc_pairs(tmp_path)]
+    assert pairs == [  # files in name order; code blocks dropped; changelogs and Python's own docs skipped
+        ("zebra-tools: Debian notes", "The configuration lives in /etc/zebra."),
+        ("zebra-tools: Zebra tools", "Intro text."),
+        ("zebra-tools: Installation", "Run the installer and then restart the stripe daemon."),
+        ("zebra-tools: Usage", "Call `zebra count photo.jpg` to count."),
+    ]
+
+
+def test_usr_share_doc_cap_per_package_and_comments(tmp_path):
+    from training.weak_pairs import usr_share_doc_pairs
+
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "api.md").write_text("".join(f"## call{i}()\n\n<!-- YAML added: v{i} -->\nDoes thing {i}.\n\n"
+                                                     for i in range(5)))
+    pairs = list(usr_share_doc_pairs(tmp_path, max_per_package=3))
+    assert [(p.query, p.positive) for p in pairs] == [(f"big: call{i}()", f"Does thing {i}.") for i in range(3)]
