@@ -29,14 +29,15 @@ def arm_summary(out: Path) -> dict[str, Any] | None:
     rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     steps = [r for r in rows if "loss" in r and r.get("stage") == 1]
     stage = run["config"]["stage1"]
-    seconds = sum(r["step_seconds"] for r in steps)
-    tokens = sum(r["tokens_per_s"] * r["step_seconds"] for r in steps)
+    seconds = sum(r["step_seconds"] for r in rows if "loss" in r)  # pre-stages (MNTP) spend the budget too
+    tokens = sum(r["tokens_per_s"] * r["step_seconds"] for r in rows if "loss" in r)
     return {
         "arm": out.name,
         "minutes": seconds / 60,
         "steps": len(steps),
         "batch": stage["batch_size"],
         "pairs": len(steps) * stage["batch_size"],
+        "stages": run["config"]["stages"],
         "pairs_per_s": len(steps) * stage["batch_size"] / seconds if seconds else 0.0,
         "tokens_per_s": tokens / seconds if seconds else 0.0,
         "first_loss": sum(r["loss"] for r in steps[:5]) / max(1, len(steps[:5])),
