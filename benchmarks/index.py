@@ -13,8 +13,14 @@ encoder that returns random vectors, so parsing, chunking and storage cost is vi
 documents/s and passages/s for a first ingest and for a re-ingest of the unchanged folder, with the time per
 stage. When `encoder.testing` is importable a second row uses the real (tiny) tokenizer for chunking.
 
+Part 3, commits (`--commits`): an index pre-filled with N vectors (d=576) in each on-disk layout, the old
+single file rewritten per commit and the segments of `index/segments.py`; then the time of commits that
+add 4,096 vectors each (the CLI's batch) through the real `writer.commit`, and the ingest throughput of a
+folder (stand-in encoder, a commit every 64 passages) into that index. Same run, same machine.
+
     python benchmarks/index.py                      # the full run recorded in docs/benchmarks.md
     python benchmarks/index.py --quick              # 20k vectors, 100 documents: a smoke test
+    python benchmarks/index.py --skip-search --skip-ingest --commits 10000 100000 1000000
 """
 
 from __future__ import annotations
@@ -189,6 +195,62 @@ def bench_ingest(n_docs: int, dims: list[int], workdir: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------- report ----
+def bench_commits(sizes: list[int], workdir: Path, d: int = 576, batch: int = 4096, repeats: int = 5,
+                  n_docs: int = 60) -> list[dict]:
+    """Commit time and ingest throughput at each index size, single-file layout against segments."""
+    from index.writer import Changes, commit
+
+    rows = []
+    rng = np.random.default_rng(0)
+    corpus = workdir / "commit-docs"
+    make_corpus(corpus, n_docs)
+    for n in sizes:
+        base = rng.standard_normal((n, d), dtype=np.float32)
+        base /= np.linalg.norm(base, axis=1, keepdims=True)
+        for layout in ("single", "segments"):
+            directory = workdir / f"commits-{n}-{layout}"
+            config = IndexConfig(vectors=VectorConfig(layout=layout), ingest=IngestConfig(commit_every_chunks=64))
+            encoder = HashEncoder(d, random=True)
+            with index.open(directory, encoder, config=config) as ix:
+                with ix._writing():  # the benchmark drives the writer directly: vectors without documents
+                    t0 = time.perf_counter()
+                    commit(directory, ix.store, ix.vectors, Changes(add_vectors=[(np.arange(n) + 10**9, base)]))
+                    fill = time.perf_counter() - t0
+                    times = []
+                    for r in range(repeats):
+                        ids = np.arange(batch) + 10**9 + n + r * batch
+                        vecs = base[rng.integers(0, n, batch)]
+                        t0 = time.perf_counter()
+                        commit(directory, ix.store, ix.vectors, Changes(add_vectors=[(ids, vecs)]))
+                        times.append(time.perf_counter() - t0)
+                ix.refresh()
+                t0 = time.perf_counter()
+                report = ix.ingest(corpus, prune=False)
+                seconds = time.perf_counter() - t0
+            disk = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+            rows.append({"vectors": n, "layout": layout, "fill_s": round(fill, 2),
+                         "commit_ms_median": round(1000 * float(np.median(times)), 1),
+                         "commit_ms_max": round(1000 * max(times), 1),
+                         "ingest_passages_per_s": round(report.chunks_added / seconds, 1),
+                         "ingest_commits": report.commits, "disk_mb": round(disk / 1e6, 1)})
+            print(f"commits: {rows[-1]}", file=sys.stderr, flush=True)
+            shutil.rmtree(directory, ignore_errors=True)
+        del base
+    return rows
+
+
+def commit_markdown(rows: list[dict]) -> str:
+    lines = ["| vectors | layout | commit of 4,096 (median / max ms) | speed-up | ingest passages/s | speed-up |"
+             " commits in ingest |", "|---:|---|---:|---:|---:|---:|---:|"]
+    single = {r["vectors"]: r for r in rows if r["layout"] == "single"}
+    for r in rows:
+        s = single[r["vectors"]]
+        lines.append(f"| {r['vectors']:,} | {r['layout']} | {r['commit_ms_median']:.1f} / {r['commit_ms_max']:.1f} | "
+                     f"{s['commit_ms_median'] / r['commit_ms_median']:.1f}x | {r['ingest_passages_per_s']:.0f} | "
+                     f"{r['ingest_passages_per_s'] / s['ingest_passages_per_s']:.1f}x | {r['ingest_commits']} |")
+    return "\n".join(lines)
+
+
 def markdown(search_rows: list[dict], ingest_rows: list[dict]) -> str:
     out = ["| d | index | nlist | nprobe | build/train s | memory MB | 1 query p50 ms | p99 ms | "
            "64 queries p50 ms | p99 ms | recall@10 |",
@@ -218,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="20k vectors, 100 documents")
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-ingest", action="store_true")
+    p.add_argument("--commits", type=int, nargs="*", default=[], metavar="N",
+                   help="index sizes for the commit benchmark (e.g. 10000 100000 1000000)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     args = p.parse_args(argv)
     if args.quick:
@@ -234,9 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_ingest:
         with tempfile.TemporaryDirectory(prefix="index-bench-") as tmp:
             ingest_rows = bench_ingest(args.docs, args.dims, Path(tmp))
-    print(markdown(search_rows, ingest_rows))
+    commit_rows: list[dict] = []
+    if args.commits:
+        with tempfile.TemporaryDirectory(prefix="index-bench-") as tmp:
+            commit_rows = bench_commits(args.commits, Path(tmp))
+    if search_rows or ingest_rows:
+        print(markdown(search_rows, ingest_rows))
+    if commit_rows:
+        print(commit_markdown(commit_rows))
     if args.json:
-        args.json.write_text(json.dumps({"search": search_rows, "ingest": ingest_rows}, indent=2))
+        args.json.write_text(json.dumps({"search": search_rows, "ingest": ingest_rows, "commits": commit_rows},
+                                        indent=2))
     return 0
 
 

@@ -79,12 +79,16 @@ class VectorConfig:
     nprobe: int = 32  # IVF lists visited per query
     retrain_growth: float = 4.0  # retrain IVF when the corpus has grown this many times since training
     gpu: Literal["auto", "off", "faiss", "torch"] = "auto"  # search on a GPU copy when one is available
+    layout: Literal["segments", "single"] = "segments"  # on disk: segments + deletions (a commit writes what
+    # changed, see segments.py) or one FAISS file rewritten per commit (the old layout; both are read)
 
     def validate(self) -> None:
         if self.kind not in ("flat", "ivf"):
             raise InvalidInputError(f"vector index kind must be 'flat' or 'ivf', got {self.kind!r}")
         if self.gpu not in ("auto", "off", "faiss", "torch"):
             raise InvalidInputError(f"gpu must be auto, off, faiss or torch, got {self.gpu!r}")
+        if self.layout not in ("segments", "single"):
+            raise InvalidInputError(f"vector layout must be 'segments' or 'single', got {self.layout!r}")
         if self.nprobe < 1 or (self.nlist is not None and self.nlist < 1):
             raise InvalidInputError("nprobe and nlist must be positive")
 
@@ -95,7 +99,7 @@ class IngestConfig:
 
     batch_size: int = 32  # passages per encoder forward pass
     embed_group: int = 64  # passages gathered before calling the encoder (it sorts them by length)
-    commit_every_chunks: int = 4096  # new passages between two commits (each commit rewrites the vector file)
+    commit_every_chunks: int = 4096  # new passages between two commits
     commit_every_seconds: float = 60.0  # and at most this long between commits
     max_file_mb: float = 200.0  # larger files are reported and skipped
     prune: bool = True  # remove documents whose files are gone from the ingested folder

@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import select
 from sqlalchemy import text as sql_text
 
-from . import consistency
+from . import consistency, segments
 from .chunking import chunk_document
 from .config import ChunkingConfig, IndexConfig, VectorConfig, resolve_index_dir
 from .encoders import Encoder, TokenCounter
@@ -216,7 +216,9 @@ class Index:
     def _stored_vector_config(self) -> VectorConfig:
         r = self.record
         gpu = self.config.vectors.gpu if self.config.vectors else "auto"
-        return VectorConfig(kind=r.vector_kind, ivf_min_vectors=r.ivf_min_vectors, nlist=r.nlist, nprobe=r.nprobe, gpu=gpu)
+        layout = self.config.vectors.layout if self.config.vectors else "segments"
+        return VectorConfig(kind=r.vector_kind, ivf_min_vectors=r.ivf_min_vectors, nlist=r.nlist, nprobe=r.nprobe,
+                            gpu=gpu, layout=layout)
 
     def _configure(self, config: IndexConfig, reindex: bool, model_source: str | None) -> None:
         requested = config.chunking
@@ -271,10 +273,17 @@ class Index:
                 self._generation = generation
                 return
             try:
-                self.vectors = VectorIndex.load(self.directory / name, self.record.dimension, self.vector_config)
+                if segments.is_manifest(name):
+                    self.vectors = segments.load(self.directory, name, self.record.dimension, self.vector_config)
+                else:
+                    self.vectors = VectorIndex.load(self.directory / name, self.record.dimension, self.vector_config)
                 self._generation = generation
                 return
-            except RuntimeError as exc:
+            except FileNotFoundError:
+                if self.store.in_snapshot:
+                    raise _StaleSnapshot from None
+                time.sleep(0.05)  # a writer just replaced a file: read the new pointer
+            except (RuntimeError, ValueError, OSError) as exc:
                 if (self.directory / name).exists():
                     raise InconsistentIndexError(f"vector file {self.directory / name} cannot be read: {exc}") from None
                 if self.store.in_snapshot:

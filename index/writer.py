@@ -1,17 +1,20 @@
-"""The one way an index changes on disk: an atomic commit of database rows and a new vector file.
+"""The one way an index changes on disk: an atomic commit of database rows and the vectors that changed.
 
 A commit, under the writer lock:
 1. applies the changes to the database inside one transaction (not yet committed), which gives the new
    chunks their ids;
 2. applies them to the in-memory FAISS index (remove old ids, add new vectors, train IVF if due);
-3. writes the whole FAISS index to `vectors-<generation>.faiss` (temporary file, fsync, rename);
-4. points `index_record.vector_file` at it and commits the transaction;
-5. deletes the previous vector file.
+3. writes the new generation's vector files: in the segment layout (the default, `segments.py`) a segment
+   with the added vectors, a deletion file with the removed ids and a manifest `vectors-<gen>.json`, so
+   the cost is what changed; in the single-file layout (`VectorConfig.layout="single"`, kept for the
+   benchmark and read for old indexes) the whole FAISS index as `vectors-<gen>.faiss`;
+4. points `index_record.vector_file` at the new manifest (or file) and commits the transaction;
+5. deletes the files the new generation no longer uses.
 
 The database commit is the single switch: a process killed before it leaves the old rows with the old
-vector file (plus a stray new file, deleted on the next open); killed after it, the new rows with the new
-file. So every committed chunk row has exactly its vector and there are no orphans, at every instant.
-If anything fails the transaction is rolled back and the caller reloads the committed vector file.
+vector files (plus stray new files, deleted on the next open); killed after it, the new rows with the new
+files. So every committed chunk row has exactly its vector and there are no orphans, at every instant.
+If anything fails the transaction is rolled back and the caller reloads the committed vectors.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert, select
 
+from . import segments
 from .chunking import ChunkSpan
 from .store import Chunk, Document, IndexRecord, Store
 from .vectors import VectorIndex
@@ -55,7 +59,7 @@ class DocumentWrite:
 
 @dataclass
 class Changes:
-    """Everything one commit does. Empty lists change nothing; the vector file is rewritten regardless."""
+    """Everything one commit does. Empty lists change nothing; a new generation is written regardless."""
 
     writes: list[DocumentWrite] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)  # document paths
@@ -144,15 +148,24 @@ def commit(directory: Path, store: Store, vectors: VectorIndex, changes: Changes
             doc = session.get(Document, document_id)
             doc.n_chunks = len(chunks)
         target = changes.rebuild if changes.rebuild is not None else vectors
-        target.remove(np.asarray(removed + list(changes.remove_vector_ids), dtype=np.int64))
-        for ids, vecs in added:
-            target.add(np.asarray(ids, dtype=np.int64), vecs)
-        for ids, vecs in changes.add_vectors:
+        removed_all = np.asarray(removed + list(changes.remove_vector_ids), dtype=np.int64)
+        target.remove(removed_all)
+        new_rows = [(np.asarray(ids, dtype=np.int64), vecs) for ids, vecs in added] + list(changes.add_vectors)
+        for ids, vecs in new_rows:
             target.add(ids, vecs)
-        target.maybe_train()
+        trained = target.maybe_train()
         generation = rec.generation + 1
-        new_path = directory / vector_file_name(generation)
-        target.save(new_path)
+        if target.config.layout == "single":
+            new_path = directory / vector_file_name(generation)
+            target.save(new_path)
+        else:
+            d = target.dimension
+            change = segments.SegmentWrite(
+                added_ids=np.concatenate([np.asarray(i, np.int64).reshape(-1) for i, _ in new_rows] or [np.zeros(0, np.int64)]),
+                added_vectors=np.concatenate([np.asarray(v, np.float32).reshape(-1, d) for _, v in new_rows]
+                                             or [np.zeros((0, d), np.float32)]),
+                removed_ids=removed_all, full=trained or changes.rebuild is not None)
+            new_path = directory / segments.write_generation(directory, old_file, generation, target, change)
         rec.generation, rec.vector_file, rec.updated_at = generation, new_path.name, now
         for key, value in changes.record.items():
             setattr(rec, key, value)
@@ -164,21 +177,16 @@ def commit(directory: Path, store: Store, vectors: VectorIndex, changes: Changes
         raise
     finally:
         session.close()
-    if old_file and old_file != new_path.name:
+    for path in stray_files(directory, new_path.name):  # the old generation's files, and any merged away
         try:
-            os.unlink(directory / old_file)
+            os.unlink(path)
         except OSError:
             pass  # removed on the next open
     return CommitResult(generation, [i for ids, _ in added for i in ids], removed, deleted)
 
 
 def stray_files(directory: Path, current: str | None) -> list[Path]:
-    """Vector files and temporaries left by an interrupted commit (safe to delete under the writer lock)."""
-    out = []
-    for p in directory.iterdir():
-        name = p.name
-        if name == current:
-            continue
-        if (name.startswith(VECTOR_PREFIX) and (name.endswith(VECTOR_SUFFIX) or ".tmp-" in name)):
-            out.append(p)
-    return out
+    """Vector files and temporaries the committed generation does not use: left by an interrupted commit
+    or a crash before the cleanup (safe to delete under the writer lock)."""
+    keep = segments.referenced_files(directory, current)
+    return [p for p in directory.iterdir() if p.name not in keep and segments.is_vector_file(p.name)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import index
-from index.config import ChunkingConfig, IndexConfig, IngestConfig
+from index.config import ChunkingConfig, IndexConfig, IngestConfig, VectorConfig
 from index.testing import HashEncoder
 
 
@@ -28,8 +28,8 @@ def docs(tmp_path: Path) -> Path:
     return d
 
 
-def small_config(**ingest) -> IndexConfig:
-    return IndexConfig(chunking=ChunkingConfig(chunk_tokens=64, overlap_tokens=8),
+def small_config(vectors: VectorConfig | None = None, **ingest) -> IndexConfig:
+    return IndexConfig(chunking=ChunkingConfig(chunk_tokens=64, overlap_tokens=8), vectors=vectors,
                        ingest=IngestConfig(**ingest), lock_timeout=2.0)
 
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 import index
+from index import segments
 from index.store import Chunk, Document
 from index.testing import HashEncoder
 
@@ -55,6 +56,8 @@ def assert_consistent(ix_dir: Path) -> None:
         assert report.chunks == report.vectors
         assert not list(ix_dir.glob("*.tmp-*"))
         assert sorted(p.name for p in ix_dir.glob("vectors-*")) == ([ix.record.vector_file] if ix.record.vector_file else [])
+        on_disk = {p.name for p in ix_dir.iterdir() if segments.is_vector_file(p.name)}
+        assert on_disk == segments.referenced_files(ix_dir, ix.record.vector_file)  # no strays, nothing missing
         with ix.store.session() as s:
             declared = s.execute(select(func.coalesce(func.sum(Document.n_chunks), 0))).scalar_one()
             rows = s.execute(select(func.count()).select_from(Chunk)).scalar_one()
@@ -109,13 +112,14 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
 _KILL_SCRIPT = textwrap.dedent('''
     import os, signal, sys
     import index
-    from index import vectors, writer
-    from index.config import ChunkingConfig, IndexConfig, IngestConfig
+    from index import segments, vectors, writer
+    from index.config import ChunkingConfig, IndexConfig, IngestConfig, VectorConfig
     from index.testing import HashEncoder
 
-    point, docs, ix_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    point, layout, docs, ix_dir = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     state = {"saves": 0}
-    real_save, real_unlink = vectors.VectorIndex.save, os.unlink
+    real_save, real_write = vectors.VectorIndex.save, segments.write_generation
+    real_manifest, real_unlink = segments._write_manifest, os.unlink
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
@@ -128,24 +132,44 @@ _KILL_SCRIPT = textwrap.dedent('''
         if state["saves"] == 2 and point == "after-save":
             die()
 
-    def unlink(path, *a, **k):
-        if state["saves"] == 2 and point == "after-commit" and "vectors-" in str(path):
+    def write_generation(*args, **kwargs):
+        state["saves"] += 1
+        if state["saves"] == 2 and point == "before-save":
             die()
+        name = real_write(*args, **kwargs)
+        if state["saves"] == 2 and point == "after-save":
+            die()
+        return name
+
+    def write_manifest(*args, **kwargs):  # the segment (and a merge) written, the manifest not yet
+        if state["saves"] == 2 and point == "before-manifest":
+            die()
+        real_manifest(*args, **kwargs)
+
+    def unlink(path, *a, **k):
+        if state["saves"] == 2 and point == "after-commit" and ".tmp-" not in str(path):
+            die()  # the database switched to generation 2; its old files are not all deleted yet
         real_unlink(path, *a, **k)
 
     vectors.VectorIndex.save = save
+    segments.write_generation = write_generation
+    segments._write_manifest = write_manifest
     writer.os.unlink = unlink
-    config = IndexConfig(chunking=ChunkingConfig(32, 4), ingest=IngestConfig(commit_every_chunks=3))
+    config = IndexConfig(chunking=ChunkingConfig(32, 4), ingest=IngestConfig(commit_every_chunks=3),
+                         vectors=VectorConfig(layout=layout))
     with index.open(ix_dir, HashEncoder(64, max_length=128), config=config) as ix:
         ix.ingest(docs)
 ''')
 
 
-@pytest.mark.parametrize("point", ["before-save", "after-save", "after-commit"])
-def test_kill_at_each_commit_step(tmp_path, point):
+@pytest.mark.parametrize("point, layout", [
+    ("before-save", "segments"), ("after-save", "segments"), ("after-commit", "segments"),
+    ("before-manifest", "segments"), ("before-save", "single"), ("after-save", "single"), ("after-commit", "single"),
+])
+def test_kill_at_each_commit_step(tmp_path, point, layout):
     docs, ix_dir = tmp_path / "docs", tmp_path / "ix"
     unique = _corpus(docs, 12)
-    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, point, str(docs), str(ix_dir)], env=_env(),
+    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, point, layout, str(docs), str(ix_dir)], env=_env(),
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert_consistent(ix_dir)

@@ -7,7 +7,8 @@ import pytest
 from filelock import FileLock
 
 import index
-from index.config import ChunkingConfig, IndexConfig
+from index import segments
+from index.config import ChunkingConfig, IndexConfig, VectorConfig
 from index.errors import (
     IndexLockedError,
     IndexNotFoundError,
@@ -128,19 +129,25 @@ def test_reader_sees_another_writers_commits(open_index, index_dir, docs, encode
     reader.close()
 
 
-def test_open_repairs_orphans_duplicates_missing_and_strays(open_index, index_dir, docs, encoder, caplog):
+@pytest.mark.parametrize("layout", ["segments", "single"])
+def test_open_repairs_orphans_duplicates_missing_and_strays(open_index, index_dir, docs, encoder, caplog, layout):
     mixed_folder(docs)
-    ix = open_index()
+    ix = open_index(config=small_config(vectors=VectorConfig(layout=layout)))
     ix.ingest(docs)
     ids = np.sort(ix.vectors.ids())
-    name = ix.record.vector_file
+    name, generation = ix.record.vector_file, ix.record.generation
     ix.close()
     # tamper: add an orphan, duplicate one id, drop another; leave a stray temporary file
-    v = VectorIndex.load(index_dir / name, 64)
+    v = segments.load(index_dir, name, 64) if layout == "segments" else VectorIndex.load(index_dir / name, 64)
     v.add([999_999], np.eye(64, dtype=np.float32)[:1])
     v.add([ids[0]], v.reconstruct([ids[0]]))
     v.remove([ids[1]])
-    v.save(index_dir / name)
+    if layout == "segments":  # rewrite the same generation's manifest with the tampered vectors
+        empty = np.zeros(0, np.int64)
+        segments.write_generation(index_dir, None, generation, v, segments.SegmentWrite(
+            empty, np.zeros((0, 64), np.float32), empty, full=True))
+    else:
+        v.save(index_dir / name)
     (index_dir / "vectors-00000099.faiss.tmp-1").write_bytes(b"partial")
     # without the model: orphans and duplicates are fixed, the missing vector is reported
     with index.open(index_dir) as ro:
