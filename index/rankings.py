@@ -72,26 +72,49 @@ def cache_path(fingerprint: str, beir_dir: Path, instruction: str | None) -> Pat
     return cache_root() / f"{beir_dir.name}-{data_hash(beir_dir)}-{fingerprint}-{tag}.json.gz"
 
 
+def dev_index_dir(fingerprint: str, beir_dir: Path) -> Path:
+    """Where a dev set is kept ingested for one model: `docs/` (one file per document) and `index/`.
+
+    Kept so that a later calibration or `benchmarks/retrieval_modes.py --reuse-index` searches the same
+    real index without embedding the corpus again (ingest is incremental: unchanged files are skipped)."""
+    return cache_root() / "indexes" / f"{beir_dir.name}-{data_hash(beir_dir)}-{fingerprint}"
+
+
+def ingested(encoder: Any, beir_dir: Path, data: Any, folder: Path) -> Any:
+    """The dev set's corpus written under `folder/docs` and ingested into `folder/index`: an open `Index`."""
+    from .facade import Index
+
+    write_corpus(data.corpus, folder / "docs")
+    ix = Index.open(folder / "index", encoder)
+    try:
+        ix.ingest(folder / "docs")
+    except BaseException:
+        ix.close()
+        raise
+    return ix
+
+
 def write_corpus(corpus: dict[str, str], folder: Path) -> None:
     """Each document of a BEIR corpus as `<id>.txt` (how the benchmarks ingest a dev set)."""
     folder.mkdir(parents=True, exist_ok=True)
     for doc_id, text in corpus.items():
-        (folder / f"{doc_id}.txt").write_text(text + "\n", encoding="utf-8")
+        path, body = folder / f"{doc_id}.txt", text + "\n"
+        if not path.is_file() or path.read_text(encoding="utf-8") != body:  # unchanged files keep their mtime
+            path.write_text(body, encoding="utf-8")
 
 
-def build(encoder: Any, beir_dir: Path, instruction: str | None = None, depth: int = DEPTH) -> DevRankings:
-    """Ingest the set into a temporary index and read every judged query's two lists."""
+def build(encoder: Any, beir_dir: Path, instruction: str | None = None, depth: int = DEPTH,
+          keep_index: bool = True) -> DevRankings:
+    """Ingest the set (into `dev_index_dir`, or a temporary index) and read every judged query's two lists."""
     from training.evaluate import load_beir
 
-    from .facade import Index
     from .retrieval import candidate_lists
 
     data = load_beir(beir_dir)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nvembed-fusion-") as tmp:
-        write_corpus(data.corpus, Path(tmp) / "docs")
-        with Index.open(Path(tmp) / "index", encoder) as ix:
-            ix.ingest(Path(tmp) / "docs")
+        folder = dev_index_dir(str(encoder.fingerprint), beir_dir) if keep_index else Path(tmp)
+        with ingested(encoder, beir_dir, data, folder) as ix:
             with ix.store.snapshot():
                 chunks = ix.store.chunks_by_id(ix.vectors.ids().tolist())
                 doc_of = {cid: Path(doc.path).stem for cid, (_, doc) in chunks.items()}

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from index.grouping import ResultGroup, collapse
+from index.grouping import ResultGroup
 
 from ..render import display_title, esc, esc_lines, highlight_html, passage_html, score_label, short_path
 from .search import SearchOutcome
@@ -70,9 +70,3 @@ def card(group: ResultGroup, reader: Any) -> None:
                             f"{esc(score_label(other.mode, other.score, other.fusion))}</div>"
                             f"<div class='nv-neighbour'>{passage_html(other)}</div>")
 
-
-def render(outcome: SearchOutcome, reader: Any) -> None:
-    groups = collapse(outcome.results)
-    st.html(summary_line(outcome, len(groups)))
-    for group in groups:
-        card(group, reader)
