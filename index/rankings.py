@@ -63,11 +63,11 @@ def data_hash(beir_dir: Path, split: str = "test") -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_path(fingerprint: str, beir_dir: Path, instruction: str | None) -> Path:
+def cache_path(fingerprint: str, beir_dir: Path, instruction: str | None, max_length: int = 512) -> Path:
     from .config import ChunkingConfig
 
     key = json.dumps({"v": CACHE_VERSION, "depth": DEPTH, "instruction": instruction,
-                      "chunking": repr(ChunkingConfig.default_for(512))}, sort_keys=True)
+                      "chunking": repr(ChunkingConfig.default_for(int(max_length)))}, sort_keys=True)
     tag = hashlib.sha256(key.encode()).hexdigest()[:8]
     return cache_root() / f"{beir_dir.name}-{data_hash(beir_dir)}-{fingerprint}-{tag}.json.gz"
 
@@ -129,7 +129,7 @@ def build(encoder: Any, beir_dir: Path, instruction: str | None = None, depth: i
 def load_or_build(encoder: Any, beir_dir: Path, instruction: str | None = None, refresh: bool = False) -> DevRankings:
     """The cached lists of `beir_dir` for `encoder` (built and cached on first use)."""
     beir_dir = Path(beir_dir)
-    path = cache_path(str(encoder.fingerprint), beir_dir, instruction)
+    path = cache_path(str(encoder.fingerprint), beir_dir, instruction, int(encoder.max_length))
     if path.is_file() and not refresh:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             return DevRankings.from_json(json.load(handle))

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.add_argument("--k", "-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                   help=f"dense, keyword (BM25) or hybrid (RRF); default {DEFAULT_MODE} (best measured with the default model)")
+                   help=f"dense, keyword (BM25) or hybrid (both fused, see --fusion); default {DEFAULT_MODE} "
+                        "(best measured with the default model)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="path=DIR, glob=PATTERN, type=pdf,md, after=DATE, before=DATE (repeatable)")
     p.add_argument("--instruction", default=None, help="query instruction: a task name or free text "
