@@ -27,6 +27,7 @@ from app.render import CSS, esc, md  # noqa: E402
 from app.state import ModelLoadError, job_manager, load_encoder, open_reader, resolve_model_source  # noqa: E402
 from index.cli import stored_model_source  # noqa: E402
 from index.errors import IndexStoreError, ModelMismatchError  # noqa: E402
+from index.grouping import collapse  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -74,11 +75,12 @@ def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.
             hint += " Keyword search needs one of the words to occur; semantic search does not."
         st.warning(f"No results for “{md(req.query)}”.{hint}", icon=":material/search_off:")
         return outcome
-    st.html(results.summary_line(outcome))
-    cards, context = st.tabs([f"Results ({len(outcome.results)})", "RAG context"])
+    groups = collapse(outcome.results)  # near-duplicate passages of a file: one card; the RAG tab keeps all
+    st.html(results.summary_line(outcome, len(groups)))
+    cards, context = st.tabs([f"Results ({len(groups)})", "RAG context"])
     with cards:
-        for result in outcome.results:
-            results.card(result, reader)
+        for group in groups:
+            results.card(group, reader)
     with context:
         rag.render(outcome, encoder, cfg.budget)
     return outcome

@@ -26,7 +26,8 @@ DEFAULT_MODE = next(ui for ui, mode in MODES.items() if mode == INDEX_DEFAULT_MO
 MODE_HELP = {
     "semantic": "dense vectors from the embedding model (meaning, not words)",
     "keyword": "BM25 over the words (SQLite FTS5); needs no model",
-    "hybrid": "reciprocal rank fusion of semantic and keyword rankings (k = 60)",
+    "hybrid": "semantic and keyword results fused, weighted by how good the model measured on the dev sets "
+              "(python -m index.calibrate)",
 }
 #: Document kinds the filter offers, with labels.
 KINDS = {"pdf": "PDF", "docx": "Word", "html": "HTML", "markdown": "Markdown", "text": "Text"}

@@ -124,12 +124,15 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def score_label(mode: str, score: float) -> str:
+def score_label(mode: str, score: float, fusion: str | None = None) -> str:
+    """The score as its kind: cosine, BM25, or the hybrid's fused score (RRF, or min-max / z-score)."""
     if mode == "dense":
         return f"cosine {score:.3f}"
     if mode == "keyword":
         return f"BM25 {score:.3g}"
-    return f"RRF {score:.4f}"
+    if fusion in (None, "rrf"):
+        return f"RRF {score:.4f}"
+    return f"fused {score:.3f}"
 
 
 def display_title(result: object, limit: int = 160) -> str:

@@ -2,9 +2,15 @@
 
 Each document of the corpus is written as a text file and ingested with `index` (the app's and CLI's own
 chunking, FAISS and FTS5), then every judged query is searched in each mode; a document's rank is that
-of its best passage. This is what a user of the app gets, so it decides the default search mode.
+of its best passage. This is what a user of the app gets, so it decides the default search mode. Hybrid
+uses the fusion settings stored with the model (`python -m index.calibrate`, see index/fusion.py); the
+JSON records which.
 
     python benchmarks/retrieval_modes.py --model default --beir ../shared/data/eval/cranfield ../shared/data/eval/cisi
+
+`--reuse-index` ingests into the dev-set index kept per model under ~/.cache/nvembed-search/fusion/indexes/
+(the one `index.calibrate` built) instead of a fresh temporary one: the ingest is the same incremental
+ingest (a no-op when the corpus is already in), the searches are the same, only the embedding is not repeated.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import index  # noqa: E402
+from index.fusion import search_block  # noqa: E402
+from index.rankings import dev_index_dir, ingested  # noqa: E402
+from index.retrieval import SearchConfig  # noqa: E402
 from training.evaluate import load_beir, retrieval_metrics  # noqa: E402
 
 MODES = ("dense", "keyword", "hybrid")
@@ -26,14 +34,9 @@ MODES = ("dense", "keyword", "hybrid")
 
 def evaluate_modes(encoder, beir_dir: Path, workdir: Path, k: int = 100) -> dict[str, dict[str, float]]:
     data = load_beir(beir_dir)
-    docs = workdir / "docs"
-    docs.mkdir(parents=True)
-    for doc_id, text in data.corpus.items():
-        (docs / f"{doc_id}.txt").write_text(text + "\n", encoding="utf-8")
     results: dict[str, dict[str, float]] = {}
-    with index.open(workdir / "index", encoder) as ix:
-        started = time.perf_counter()
-        ix.ingest(docs)
+    started = time.perf_counter()
+    with ingested(encoder, beir_dir, data, workdir) as ix:
         ingest_s = time.perf_counter() - started
         for mode in MODES:
             ranked: dict[str, list[str]] = {}
@@ -47,7 +50,10 @@ def evaluate_modes(encoder, beir_dir: Path, workdir: Path, k: int = 100) -> dict
                 ranked[query_id] = seen
             per_query_ms = 1000 * (time.perf_counter() - started) / len(data.queries)
             results[mode] = {**retrieval_metrics(ranked, data.qrels), "ms_per_query": per_query_ms}
-    results["_ingest"] = {"seconds": ingest_s, "docs": len(data.corpus), "queries": len(data.queries)}
+    results["_ingest"] = {"seconds": ingest_s, "docs": len(data.corpus), "queries": len(data.queries),
+                          "index": str(workdir)}
+    results["_fusion"] = {**SearchConfig().fusion_for(encoder).to_dict(),
+                          "stored_with_model": search_block(encoder) is not None}
     return results
 
 
@@ -56,21 +62,32 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--beir", type=Path, nargs="+", required=True)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--reuse-index", action="store_true",
+                        help="ingest into the dev-set index kept for this model (see above) instead of a fresh one")
     args = parser.parse_args()
     from encoder import NVEmbedModel
 
     encoder = NVEmbedModel.from_pretrained(args.model)
     print(f"model {encoder.name} ({encoder.num_layers} layers), fingerprint {encoder.fingerprint}")
+    print(f"hybrid: {SearchConfig().fusion_for(encoder).describe()}"
+          f" ({'stored with the model' if search_block(encoder) else 'no search block: the safe default'})")
     table = {}
     for beir_dir in args.beir:
+        if args.reuse_index:
+            table[beir_dir.name] = evaluate_modes(encoder, beir_dir, dev_index_dir(encoder.fingerprint, beir_dir))
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             table[beir_dir.name] = evaluate_modes(encoder, beir_dir, Path(tmp))
-    print("| set | mode | nDCG@10 | R@10 | R@100 | MRR@10 | ms/query |\n|---|---|---:|---:|---:|---:|---:|")
+    print("| set | mode | nDCG@10 | x keyword | R@10 | R@100 | MRR@10 | ms/query |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|")
     for name, rows in table.items():
         for mode in MODES:
             r = rows[mode]
-            print(f"| {name} | {mode} | {r['ndcg@10']:.3f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | "
-                  f"{r['mrr@10']:.3f} | {r['ms_per_query']:.0f} |")
+            ratio = r["ndcg@10"] / rows["keyword"]["ndcg@10"] if rows["keyword"]["ndcg@10"] else float("nan")
+            print(f"| {name} | {mode} | {r['ndcg@10']:.3f} | {ratio:.3f} | {r['recall@10']:.3f} | "
+                  f"{r['recall@100']:.3f} | {r['mrr@10']:.3f} | {r['ms_per_query']:.0f} |")
+        better = max(rows["dense"]["ndcg@10"], rows["keyword"]["ndcg@10"])
+        print(f"| {name} | hybrid - better single | {rows['hybrid']['ndcg@10'] - better:+.3f} | | | | | |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=2))
 

@@ -5,8 +5,9 @@
 - `keyword`: BM25 through SQLite FTS5 on the external-content table; each whitespace-separated query word
   becomes an FTS5 phrase (so `XJ-9000` matches that exact token sequence and FTS syntax in a query can never
   raise), alternatives joined with OR; filters are part of the same SQL query.
-- `hybrid`: reciprocal rank fusion of both candidate lists, score = sum_m w_m / (rrf_k + rank_m), rrf_k = 60,
-  weights configurable.
+- `hybrid`: both candidate lists fused (`fusion.py`: weighted RRF, or min-max / z-score convex fusion),
+  with the settings measured for the model (its `search` block, written by `python -m index.calibrate`),
+  or equal-weight RRF for a model nobody calibrated; any field given in `SearchConfig` overrides them.
 
 A reader whose vector file is older than the database (another process just committed) can meet ids whose
 rows are gone; those are skipped and the search widened, so k results still come back when k exist.
@@ -15,13 +16,14 @@ rows are gone; those are skipped and the search widened, so k results still come
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InvalidInputError
 from .filters import Filters
+from .fusion import FusionConfig, Method, fuse, model_fusion
 from .highlight import best_passage, mark, query_terms, term_spans
 from .store import Store
 from .vectors import VectorIndex
@@ -35,13 +37,22 @@ DEFAULT_MODE: Mode = "hybrid"
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Knobs of one search call."""
+    """Knobs of one search call. Hybrid fields left at None come from the model's measured fusion
+    settings (`fusion.model_fusion`)."""
 
     mode: Mode = DEFAULT_MODE
-    rrf_k: int = 60  # reciprocal rank fusion constant
-    dense_weight: float = 1.0  # hybrid: weight of the dense ranking
-    keyword_weight: float = 1.0  # hybrid: weight of the keyword ranking
-    candidates: int = 50  # hybrid: candidates taken from each ranking (at least k)
+    rrf_k: int | None = None  # reciprocal rank fusion constant
+    dense_weight: float | None = None  # hybrid: weight of the dense list
+    keyword_weight: float | None = None  # hybrid: weight of the keyword list
+    candidates: int | None = None  # hybrid: candidates taken from each list (at least k)
+    fusion: Method | None = None  # hybrid: rrf, minmax or zscore
+
+    def fusion_for(self, encoder: Any) -> FusionConfig:
+        """The model's fusion settings with this config's explicit fields on top."""
+        base = model_fusion(encoder)
+        given = {"method": self.fusion, "dense_weight": self.dense_weight, "keyword_weight": self.keyword_weight,
+                 "rrf_k": self.rrf_k, "candidates": self.candidates}
+        return replace(base, **{k: v for k, v in given.items() if v is not None}).validate()
 
 
 @dataclass
@@ -49,7 +60,7 @@ class SearchResult:
     """One passage found: where it is, what it says, why it matched."""
 
     rank: int
-    score: float  # dense: cosine; keyword: BM25 (higher is better); hybrid: RRF score
+    score: float  # dense: cosine; keyword: BM25 (higher is better); hybrid: the fused score (see `fusion`)
     path: str
     page: int | None
     text: str
@@ -68,6 +79,7 @@ class SearchResult:
     dense_score: float | None = None
     keyword_score: float | None = None
     mode: str = "dense"
+    fusion: str | None = None  # hybrid: the fusion method that made `score` (rrf, minmax, zscore)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +127,27 @@ def dense_ids(store: Store, vectors: VectorIndex, query_vector: np.ndarray, k: i
         want = min(vectors.ntotal, want * 2)
 
 
+def candidate_lists(store: Store, vectors: VectorIndex, encoder: Any, query: str, depth: int,
+                    mode: Mode = "hybrid", filters: Filters | None = None,
+                    instruction: str | None = None) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """The (chunk id, score) lists fusion works on: dense (cosine) and keyword (BM25), best first, at most
+    `depth` each; a list the mode does not use is empty. Used by `run_search` and the fusion calibration."""
+    allowed, where, params = _allowed(store, filters)
+    dense: list[tuple[int, float]] = []
+    keyword: list[tuple[int, float]] = []
+    if mode in ("dense", "hybrid"):
+        if encoder is None:
+            raise InvalidInputError("dense and hybrid search need the model: open the index with an encoder")
+        kwargs = {} if instruction is None else {"instruction": instruction}
+        qv = np.asarray(encoder.encode_queries([query], show_progress=False, **kwargs), dtype=np.float32)
+        dense = dense_ids(store, vectors, qv[0], depth, allowed)
+    if mode in ("keyword", "hybrid"):
+        match = fts_query(query)
+        if match is not None:
+            keyword = store.keyword(match, depth, where, params)
+    return dense, keyword
+
+
 def run_search(store: Store, vectors: VectorIndex, encoder: Any, query: str, k: int = 10,
                config: SearchConfig | None = None, filters: Filters | None = None,
                instruction: str | None = None) -> list[SearchResult]:
@@ -127,20 +160,9 @@ def run_search(store: Store, vectors: VectorIndex, encoder: Any, query: str, k: 
     k = int(k)
     if k < 1:
         raise InvalidInputError(f"k must be at least 1, got {k}")
-    allowed, where, params = _allowed(store, filters)
-    dense: list[tuple[int, float]] = []
-    keyword: list[tuple[int, float]] = []
-    pool = k if config.mode != "hybrid" else max(k, config.candidates)
-    if config.mode in ("dense", "hybrid"):
-        if encoder is None:
-            raise InvalidInputError("dense and hybrid search need the model: open the index with an encoder")
-        kwargs = {} if instruction is None else {"instruction": instruction}
-        qv = np.asarray(encoder.encode_queries([query], show_progress=False, **kwargs), dtype=np.float32)
-        dense = dense_ids(store, vectors, qv[0], pool, allowed)
-    if config.mode in ("keyword", "hybrid"):
-        match = fts_query(query)
-        if match is not None:
-            keyword = store.keyword(match, pool, where, params)
+    fusion = config.fusion_for(encoder) if config.mode == "hybrid" else None
+    pool = k if fusion is None else max(k, fusion.candidates)
+    dense, keyword = candidate_lists(store, vectors, encoder, query, pool, config.mode, filters, instruction)
     dense_score = dict(dense)
     keyword_score = dict(keyword)
     if config.mode == "dense":
@@ -148,8 +170,7 @@ def run_search(store: Store, vectors: VectorIndex, encoder: Any, query: str, k: 
     elif config.mode == "keyword":
         ranked = keyword
     else:
-        ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword]],
-                     [config.dense_weight, config.keyword_weight], config.rrf_k)
+        ranked = fuse(dense, keyword, fusion)
     ranked = ranked[:k]
     rows = store.chunks_by_id([i for i, _ in ranked])
     terms = query_terms(query)
@@ -166,5 +187,6 @@ def run_search(store: Store, vectors: VectorIndex, encoder: Any, query: str, k: 
             char_start=chunk.char_start, char_end=chunk.char_end, highlights=spans,
             highlighted=mark(chunk.text, spans), passage=chunk.text[ps:pe], passage_start=ps, passage_end=pe,
             dense_score=dense_score.get(chunk_id), keyword_score=keyword_score.get(chunk_id), mode=config.mode,
+            fusion=fusion.method if fusion is not None else None,
         ))
     return results

@@ -1,5 +1,6 @@
 """Result cards: title, path, page, score, the matching passage highlighted, the full passage and its
-neighbours on demand."""
+neighbours on demand. Near-duplicate passages of one file are one card (`index.grouping.collapse`), the
+others behind "n more from this file"."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ from typing import Any
 
 import streamlit as st
 
+from index.grouping import ResultGroup
+
 from ..render import display_title, esc, esc_lines, highlight_html, passage_html, score_label, short_path
 from .search import SearchOutcome
 
 
-def summary_line(outcome: SearchOutcome) -> str:
+def summary_line(outcome: SearchOutcome, shown: int | None = None) -> str:
     req = outcome.request
-    n = len(outcome.results)
-    parts = [f"<b>{n} result{'s' * (n != 1)}</b> for “{esc(req.query)}”", esc(req.mode),
-             f"{outcome.seconds:.2f} s"]
+    n = len(outcome.results) if shown is None else shown
+    head = f"<b>{n} result{'s' * (n != 1)}</b> for “{esc(req.query)}”"
+    if n != len(outcome.results):
+        head += f" ({len(outcome.results)} passages)"
+    parts = [head, esc(req.mode), f"{outcome.seconds:.2f} s"]
     if req.active_filters:
         parts.append("filtered by " + esc(req.describe_filters()))
     if req.mode != "keyword":
@@ -23,7 +28,8 @@ def summary_line(outcome: SearchOutcome) -> str:
     return "<div class='nv-summary nv-results-summary'>" + " · ".join(parts) + "</div>"
 
 
-def card(result: Any, reader: Any) -> None:
+def card(group: ResultGroup, reader: Any) -> None:
+    result = group.best
     with st.container(border=True):
         meta = [f"<code>{esc(short_path(result.path))}</code>"]
         if result.page is not None:
@@ -40,9 +46,9 @@ def card(result: Any, reader: Any) -> None:
                 sub.append(f"BM25 {result.keyword_score:.3g}")
         score_help = f" title='{esc(' · '.join(sub))}'" if sub else ""
         st.html(
-            f"<div class='nv-head'><span class='nv-rank'>{result.rank}</span>"
+            f"<div class='nv-head'><span class='nv-rank'>{group.position}</span>"
             f"<span class='nv-title' title='{esc(display_title(result, 400))}'>{esc(display_title(result))}</span>"
-            f"<span class='nv-score'{score_help}>{esc(score_label(result.mode, result.score))}</span></div>"
+            f"<span class='nv-score'{score_help}>{esc(score_label(result.mode, result.score, result.fusion))}</span></div>"
             f"<div class='nv-meta'>{' · '.join(meta)}</div>"
             f"<div class='nv-passage'>{passage_html(result)}</div>")
         c1, c2 = st.columns(2)
@@ -57,9 +63,10 @@ def card(result: Any, reader: Any) -> None:
             if around.next is not None:
                 st.html(f"<div class='nv-label'>After (passage {result.ordinal + 2})</div>"
                             f"<div class='nv-neighbour'>{esc_lines(around.next)}</div>")
+        if group.more:
+            with st.expander(group.more_label, icon=":material/content_copy:"):
+                for other in group.similar:
+                    st.html(f"<div class='nv-label nv-more'>passage {other.ordinal + 1} · "
+                            f"{esc(score_label(other.mode, other.score, other.fusion))}</div>"
+                            f"<div class='nv-neighbour'>{passage_html(other)}</div>")
 
-
-def render(outcome: SearchOutcome, reader: Any) -> None:
-    st.html(summary_line(outcome))
-    for result in outcome.results:
-        card(result, reader)

@@ -4,6 +4,7 @@ folder ingest, re-ingest, and resources loaded once."""
 from __future__ import annotations
 
 import os
+import re
 
 from .conftest import (
     alerts,
@@ -206,3 +207,27 @@ def test_documents_filter_as_you_type(make_app, app_env):
     at.text_input(key="doc_filter").input("nothing-like-this").run()
     assert len([d.value for d in at.dataframe if "ingested" in d.value.columns][0]) == 0
     no_exception(at)
+
+
+FAQ_LINE = "To find memory leaks in a C program, run it under valgrind and read the leak summary at exit."
+
+
+def test_near_duplicate_passages_of_a_file_are_one_card(make_app, app_env):
+    sections = [f"## Question {n}\n\n{FAQ_LINE} " + " ".join(f"note{n}x{i}" for i in range(90)) for n in (1, 2)]
+    faq = ("# FAQ\n\n" + "\n\n".join(sections)).encode()
+    other = b"Certain common classes can compile C code: the compiler manual."
+    at = make_app().run()
+    upload(at, [("faq.md", faq), ("other.txt", other)])
+    open_tab(at, "search")
+    at.number_input(key="s_k").set_value(10)  # AppTest starts this widget at its minimum
+    search(at, "memory leaks valgrind", mode="keyword")
+    no_exception(at)
+    cards = result_cards(at)
+    assert sum("faq.md" in c for c in cards) == 1, cards  # two passages, one card
+    assert "1 more from this file" in [e.label for e in at.expander]
+    summary = next(h.value for h in at.html if "nv-results-summary" in h.value)
+    assert "passages)" in summary  # "n results (m passages)"
+    # whole words only: the one-letter "C" does not mark "Certain", "common", "classes", "can", "compile"
+    search(at, "how do I find memory leaks in my C program", mode="keyword")
+    marked = [m for h in at.html for m in re.findall(r"<mark[^>]*>([^<]+)</mark>", h.value)]
+    assert marked and {m.lower() for m in marked} <= {"find", "memory", "leaks", "leak", "c", "program"}, marked
