@@ -9,6 +9,10 @@
 | `--device DEVICE`   | `NVEMBED_DEVICE`       | `cuda` when available, else `cpu`                        |
 | `--uploads DIR`     | `NVEMBED_UPLOAD_DIR`   | `uploads/` beside the index directory (`./data/uploads`) |
 | `--budget TOKENS`   | `NVEMBED_RAG_BUDGET`   | 2000 (size of the RAG context block)                     |
+| `--allow-dir DIR`   | `NVEMBED_ALLOW_DIRS`   | none: only the uploads folder may be ingested as a folder |
+| (password)          | `NVEMBED_APP_PASSWORD` | none; required when the app listens beyond 127.0.0.1      |
+
+`--allow-dir` is repeatable (the variable takes directories separated by `:`); see `app/security.py`.
 
 `--model` takes `default` (the embedded SmolLM2-based model), a checkpoint directory, `tiny` (a tiny random
 model for tests and demos, built in a second) or the index's stand-ins `hash:DIM` / `random:DIM`.
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from index.config import DEFAULT_INDEX_DIR, INDEX_DIR_ENV
+
+from .security import ALLOW_DIRS_ENV, APP_PASSWORD_ENV, allowed_roots, parse_allow_dirs
 
 MODEL_ENV = "NVEMBED_MODEL"
 DEVICE_ENV = "NVEMBED_DEVICE"
@@ -43,6 +49,8 @@ class AppConfig:
     model: str | None = None  # None: the model recorded in the index, else "default"
     device: str | None = None
     budget: int = DEFAULT_BUDGET
+    allow_dirs: tuple[Path, ...] = ()  # folders (besides the uploads folder) the folder ingest may read
+    password: str | None = field(default=None, repr=False)  # the app's password, if any
     unknown_args: tuple[str, ...] = field(default=())
 
     def describe(self) -> dict[str, str]:
@@ -52,7 +60,13 @@ class AppConfig:
             "model": self.model or "(the index's own model, else default)",
             "device": self.device or "auto",
             "budget": str(self.budget),
+            "allowed folders": ", ".join(str(r) for r in self.roots),
         }
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """Where folder ingest may read: the uploads folder and every `--allow-dir`."""
+        return allowed_roots(self.uploads_dir, self.allow_dirs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--uploads", default=None)
     p.add_argument("--budget", default=None)
+    p.add_argument("--allow-dir", action="append", default=[])
     return p
 
 
@@ -102,5 +117,7 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
             raise ConfigError(f"--budget / ${BUDGET_ENV} must be a number of tokens, got {raw_budget!r}") from None
         if budget < 64:
             raise ConfigError(f"--budget / ${BUDGET_ENV} must be at least 64 tokens, got {budget}")
+    allow = [Path(p).expanduser() for p in args.allow_dir + parse_allow_dirs(env.get(ALLOW_DIRS_ENV))]
     return AppConfig(index_dir=index_dir, uploads_dir=uploads_dir, model=model, device=device, budget=budget,
+                     allow_dirs=tuple(allow), password=env.get(APP_PASSWORD_ENV) or None,
                      unknown_args=tuple(unknown))

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app import gate  # noqa: E402
 from app.components import TAB_KEY, TABS, documents, ingest, rag, results, search, sidebar  # noqa: E402
 from app.config import AppConfig, ConfigError, load_config, script_args  # noqa: E402
 from app.render import CSS, esc, md  # noqa: E402
@@ -97,6 +98,8 @@ def main() -> None:
     except ConfigError as exc:
         st.error(md(exc), icon=":material/settings:")
         return
+    if not gate.admitted(cfg.password):
+        return
     source = resolve_model_source(cfg.model, cfg.index_dir)
     try:
         with st.spinner(f"Loading the embedding model `{source}`… (the very first start converts the default "
@@ -137,7 +140,7 @@ def main() -> None:
             documents.render(reader, manager, encoder, source, stats.generation)
     if tab_ingest.open:
         with tab_ingest, guard("the ingest forms"):
-            ingest.render_forms(manager, encoder, source, cfg.uploads_dir)
+            ingest.render_forms(manager, encoder, source, cfg.uploads_dir, cfg.roots)
     with status, guard("the ingest status"):
         ingest.render_status(manager)  # last: it follows a job started by this run until it ends
 

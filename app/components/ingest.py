@@ -14,13 +14,17 @@ from index.loaders import KINDS as SUPPORTED
 
 from ..jobs import BusyError, Job, JobManager
 from ..render import md, short_path
+from ..security import PathNotAllowedError, allowed_roots, check_folder
 
 STARTED_HERE = "_job_started_here"
 SHOWN = "_job_shown"
 UPLOAD_TYPES = sorted({ext.lstrip(".") for ext in SUPPORTED})
 
 
-def render_forms(manager: JobManager, encoder: Any, source: str, uploads_dir: Path) -> None:
+def render_forms(manager: JobManager, encoder: Any, source: str, uploads_dir: Path,
+                 roots: tuple[Path, ...] | None = None) -> None:
+    """The two ingest forms; folder ingest reads only under `roots` (default: the uploads folder)."""
+    roots = allowed_roots(uploads_dir) if roots is None else roots
     busy = manager.busy
     if busy:
         st.info(f"An ingest is running ({md(manager.current.title)}); new ones can start when it is done. "
@@ -44,15 +48,26 @@ def render_forms(manager: JobManager, encoder: Any, source: str, uploads_dir: Pa
     with right:
         st.markdown("#### Ingest a folder on the server")
         st.caption("Every supported file under it, recursively. New files are added, changed ones re-embedded, "
-                   "unchanged ones skipped, and documents whose files are gone from the folder are removed.")
+                   "unchanged ones skipped, and documents whose files are gone from the folder are removed. "
+                   "Only folders under " + ", ".join(f"`{short_path(str(r))}`" for r in roots)
+                   + " can be read (start the app with `-- --allow-dir DIR` to add one).")
         with st.form("folder", border=False):
             folder = st.text_input("Folder", placeholder="/srv/docs or ./docs", label_visibility="collapsed",
                                    key="folder_path")
             go = st.form_submit_button("Ingest folder", icon=":material/folder_open:", disabled=busy)
         if go:
             path = (folder or "").strip()
+            refused = None
+            if path:
+                try:
+                    check_folder(path, roots)
+                except PathNotAllowedError as exc:
+                    refused = str(exc)
             if not path:
                 st.warning("Type the path of a folder on the server first.")
+            elif refused:
+                st.error(f"Not allowed: {md(refused)} (`-- --allow-dir DIR` after `streamlit run app/main.py`).",
+                         icon=":material/block:")
             elif not Path(path).expanduser().exists():
                 st.error(f"The folder **{md(path)}** does not exist on the server "
                          f"(paths are read on the machine running the app; relative paths start at "

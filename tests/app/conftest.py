@@ -23,6 +23,8 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("NVEMBED_INDEX_DIR", str(env["index"]))
     monkeypatch.setenv("NVEMBED_UPLOAD_DIR", str(env["uploads"]))
     monkeypatch.delenv("NVEMBED_APP_TIMING", raising=False)
+    monkeypatch.setenv("NVEMBED_ALLOW_DIRS", str(env["docs"]))  # folder ingest reads only allowed roots
+    monkeypatch.delenv("NVEMBED_APP_PASSWORD", raising=False)
     return env
 
 
