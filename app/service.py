@@ -29,7 +29,6 @@ from .security import DEFAULT_MAX_UPLOAD_MB, allowed_roots, check_folder, check_
 
 log = logging.getLogger(__name__)
 
-TINY = "tiny"
 
 
 @dataclass(frozen=True)
@@ -53,19 +52,11 @@ class ServiceConfig:
 
 
 def load_model(spec: str | None, index_dir: Path, device: str | None = None) -> tuple[Any, str]:
-    """(encoder, source to record) for a `--model` value, as the CLI and the app resolve it.
+    """(encoder, source to record) for a `--model` value, resolved exactly as the CLI and the app do
+    (`encoder.registry` names, `hash:DIM` / `random:DIM` stand-ins, else the model the index was built with)."""
+    from index.cli import load_encoder
 
-    `tiny[:SEED]` is the app's tiny random model (tests, demos); everything else goes to the CLI's loader
-    (`default`, a checkpoint directory, `hash:DIM` / `random:DIM`, else the model the index was built with).
-    """
-    from index.cli import load_encoder, stored_model_source
-
-    source = spec or stored_model_source(Path(index_dir)) or "default"
-    if source == TINY or source.startswith(TINY + ":"):
-        from encoder.testing import tiny_model
-
-        return tiny_model(seed=int(source.partition(":")[2] or 0)), source
-    return load_encoder(source, Path(index_dir), device)
+    return load_encoder(spec, Path(index_dir), device)
 
 
 def make_filters(spec: dict[str, Any] | None) -> Filters | None:
