@@ -101,7 +101,7 @@ def load_base(config: ModelConfig, precision: Precision, path: str | None = None
     attn = None if config.attn_implementation == "auto" else config.attn_implementation
     model = NVEmbedModel.from_pretrained(source, device=precision.device, dtype=precision.weights,
                                          attn_implementation=attn, latent_config=config.latent,
-                                         seed=config.latent_seed)
+                                         seed=config.latent_seed, int8=False)  # training and its evaluations: float
     if config.num_layers is not None and path is None:
         truncate_layers(model, config.num_layers)
     model.latent_attention_model.float()  # trainable: float32 master weights (autocast computes in bf16)
