@@ -92,7 +92,7 @@ def measure(model: NVEmbedModel, texts: list[str], variants: list[str], batch_si
             results[v]["cpu"] += time.process_time() - cpu
             results[v]["vectors"].append(vectors)
         print(f"[encode] slice {number + 1}/{rounds}: " + ", ".join(
-            f"{v} {results[v]['wall']:.0f} s" for v in variants), file=sys.stderr, flush=True)
+            f"{v} {results[v]['wall']:.0f} s wall {results[v]['cpu']:.0f} s CPU" for v in variants), file=sys.stderr, flush=True)
     for v in variants:
         results[v]["vectors"] = np.concatenate(results[v]["vectors"])
     return results
