@@ -7,6 +7,13 @@
 `from_pretrained` is the one entry point for every source: an NV-Embed checkpoint directory (or hub id
 when a hub is reachable), a plain Hugging Face decoder (fresh latent layer), our own `save_pretrained`
 output (same layout as NV-Embed), and `"default"` (the embedded SmolLM2 model, see `default.py`).
+
+On a CPU, `encode_*` can run the linear layers in int8 (`int8.py`; `int8=True` or the environment variable
+NVEMBED_INT8=1). It is not the default yet: its nDCG@10 cost on the dev sets has not been measured, and the
+rule is int8 by default only at a cost of at most 0.01. The float weights stay the model's weights: `forward` (training),
+`save_pretrained` and the fingerprint are those of the float model, and int8 is, like the device and dtype, a
+way of running it: an index built with one opens with the other (their vectors agree to a cosine of about
+0.99, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from transformers import logging as hf_logging
 
+from . import int8 as int8_kernels
 from .bidirectional import check_supported, make_bidirectional, make_bidirectional_config
 from .checkpoint import (
     NVEmbedConfig,
@@ -46,6 +54,18 @@ DEFAULT_MAX_LENGTH = 512  # NV-Embed's training and MTEB length; the reference e
 PROGRESS_THRESHOLD = 256  # show a progress bar from this many texts on
 # Config fields that do not change what the model computes; left out of the fingerprint.
 _INCIDENTAL_CONFIG_KEYS = {"transformers_version", "dtype", "torch_dtype", "architectures", "use_cache"}
+INT8_ENV = "NVEMBED_INT8"  # "1" asks for int8 encoding on a CPU, "0" (the default) keeps float32
+
+
+def default_int8(device: torch.device) -> bool:
+    """int8 encoding only when asked (NVEMBED_INT8=1) on a CPU with onnxruntime: opt-in until its quality cost
+    on the dev sets is measured (docs/benchmarks.md)."""
+    value = os.environ.get(INT8_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value not in ("1", "true", "yes", "on"):
+        raise ValueError(f"{INT8_ENV} must be 0 or 1, got {value!r}")
+    return device.type == "cpu" and int8_kernels.available()
 
 
 def default_device() -> torch.device:
@@ -90,6 +110,29 @@ class NVEmbedModel(nn.Module):
         self.max_length = int(config.extra.get("max_length", DEFAULT_MAX_LENGTH))
         self.source = str(config.extra.get("name", "nvembed"))
         self._fingerprint: str | None = None
+        self._int8 = False
+
+    # ----------------------------------------------------------------- int8
+
+    @property
+    def int8(self) -> bool:
+        """Whether `encode_*` run the linear layers in int8 (CPU only; `forward` always stays float)."""
+        return self._int8
+
+    @int8.setter
+    def int8(self, enabled: bool) -> None:
+        if enabled:
+            if not int8_kernels.available():
+                raise RuntimeError("int8 encoding needs onnxruntime: pip install onnxruntime")
+            int8_kernels.enable_int8(self)
+        self._int8 = bool(enabled)
+
+    @property
+    def precision(self) -> str:
+        """How `encode_*` compute on this device: "int8" or the weights' dtype ("float32", "bfloat16")."""
+        if self._int8 and self.device.type == "cpu":
+            return "int8"
+        return str(self.dtype).removeprefix("torch.")
 
     # ----------------------------------------------------------------- properties
 
@@ -226,7 +269,8 @@ class NVEmbedModel(nn.Module):
         was_training = self.training
         self.eval()
         device = self.device
-        with tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress) as bar:
+        int8 = int8_kernels.int8_inference(self._int8 and device.type == "cpu")
+        with int8, tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress) as bar:
             start = 0
             while start < len(order):
                 chunk = order[start : start + batch_size]
@@ -266,14 +310,32 @@ class NVEmbedModel(nn.Module):
         attn_implementation: str | None = None,
         latent_config: dict[str, Any] | None = None,
         seed: int = 0,
+        int8: bool | None = None,
     ) -> NVEmbedModel:
         """Load an NV-Embed checkpoint, a plain decoder (fresh latent layer), `"default"` or `"default-untrained"`.
 
         Names are resolved by `encoder.registry` (`encoder.load_model` also takes `tiny` and `minilm`).
 
         `latent_config` overrides the latent layer's sizes for a plain decoder; `seed` makes its fresh
-        initialisation reproducible.
+        initialisation reproducible. `int8`: int8 linear layers in `encode_*` (None: on for a CPU, see
+        `default_int8`; True on another device is refused).
         """
+        model = cls._load(name_or_path, device, dtype, attn_implementation, latent_config, seed)
+        if int8 and model.device.type != "cpu":
+            raise ValueError(f"int8 encoding runs on a CPU only; this model is on {model.device}")
+        model.int8 = default_int8(model.device) if int8 is None else int8
+        return model
+
+    @classmethod
+    def _load(
+        cls,
+        name_or_path: str | os.PathLike,
+        device: str | torch.device | None,
+        dtype: torch.dtype | None,
+        attn_implementation: str | None,
+        latent_config: dict[str, Any] | None,
+        seed: int,
+    ) -> NVEmbedModel:
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         attn = attn_implementation or default_attention(device)

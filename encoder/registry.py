@@ -96,7 +96,7 @@ def nvembed_path(name: str | os.PathLike[str] | ModelRef) -> Path:
 
 def load_model(name: str | os.PathLike[str] | ModelRef, device: str | torch.device | None = None, *,
                dtype: torch.dtype | None = None, attn_implementation: str | None = None,
-               latent_config: dict[str, Any] | None = None, seed: int = 0) -> Any:
+               latent_config: dict[str, Any] | None = None, seed: int = 0, int8: bool | None = None) -> Any:
     """The model a name means, ready for `encode_queries` / `encode_passages` (in eval mode).
 
     An `NVEmbedModel` for every name but `minilm` (a `MiniLMEmbedder`). `dtype`, `attn_implementation`,
@@ -120,7 +120,7 @@ def load_model(name: str | os.PathLike[str] | ModelRef, device: str | torch.devi
 
     return NVEmbedModel.from_pretrained(ref.source, device=device, dtype=dtype,
                                         attn_implementation=attn_implementation, latent_config=latent_config,
-                                        seed=seed)
+                                        seed=seed, int8=int8)
 
 
 def _download(name: str) -> Path:

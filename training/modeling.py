@@ -107,7 +107,8 @@ def load_base(config: ModelConfig, precision: Precision, path: str | None = None
     check_base(source)
     attn = None if config.attn_implementation == "auto" else config.attn_implementation
     model = load_model(source, device=precision.device, dtype=precision.weights, attn_implementation=attn,
-                       latent_config=None if path else config.latent, seed=config.latent_seed)
+                       latent_config=None if path else config.latent, seed=config.latent_seed,
+                       int8=False)  # training and its evaluations: float
     if config.num_layers is not None and path is None:
         truncate_layers(model, config.num_layers)
     if config.latent_init == "mean" and path is None:
