@@ -142,9 +142,12 @@ def candidate_lists(store: Store, vectors: VectorIndex, encoder: Any, query: str
         qv = np.asarray(encoder.encode_queries([query], show_progress=False, **kwargs), dtype=np.float32)
         dense = dense_ids(store, vectors, qv[0], depth, allowed)
     if mode in ("keyword", "hybrid"):
-        match = fts_query(query)
-        if match is not None:
-            keyword = store.keyword(match, depth, where, params)
+        if getattr(vectors, "provides_keyword", False):  # Milvus: its own BM25 over the same passages
+            keyword = vectors.keyword(query, depth, allowed) if query_terms(query) else []
+        else:
+            match = fts_query(query)
+            if match is not None:
+                keyword = store.keyword(match, depth, where, params)
     return dense, keyword
 
 
