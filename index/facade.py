@@ -195,9 +195,10 @@ class Index:
         vcfg = config.vectors or VectorConfig()
         vcfg.validate()
         kind, vector_file = vcfg.kind, None
-        if config.store_uri:
+        uri = config.store_uri or os.environ.get(milvus.STORE_URI_ENV)
+        if uri:
             kind, vector_file = milvus.KIND, milvus.FILE_PREFIX + milvus.new_collection_name()
-            milvus.MilvusVectors(config.store_uri, milvus.collection_of(vector_file), int(encoder.dimension),
+            milvus.MilvusVectors(uri, milvus.collection_of(vector_file), int(encoder.dimension),
                                  token=config.store_token, create=True).close()
         lock = FileLock(str(directory / "write.lock"), thread_local=False)
         with _acquire(lock, directory, config.lock_timeout):

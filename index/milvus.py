@@ -44,7 +44,6 @@ _MAX_TEXT = 65535  # VARCHAR max_length, in bytes
 _BATCH = 1000  # rows per insert / ids per `in [...]` expression
 
 
-
 def new_collection_name() -> str:
     return "nvembed_" + uuid.uuid4().hex[:16]
 

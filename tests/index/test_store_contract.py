@@ -195,3 +195,28 @@ def test_milvus_store_mismatches_are_clear_errors(make, backend, tmp_path, encod
         index.open(tmp_path / "new", encoder, config=IndexConfig(store_uri=str(tmp_path / "x.sqlite")))
     with pytest.raises(InvalidInputError, match="does not exist"):
         index.open(tmp_path / "new2", encoder, config=IndexConfig(store_uri=str(tmp_path / "nodir" / "x.db")))
+
+
+def test_cli_store_option_builds_and_searches_milvus_lite(tmp_path, docs, capsys, monkeypatch):
+    """`--store` on the CLI (and $NVEMBED_STORE_URI for the app and API): the milvus_lite run of the CLI."""
+    pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install '.[milvus]')")
+    import json
+
+    from index import ingest as ingest_cli
+    from index import search as search_cli
+    from index.cli import run
+    from index.milvus import STORE_URI_ENV
+
+    monkeypatch.delenv(STORE_URI_ENV, raising=False)
+    write(docs / "a.txt", "The lighthouse keeper wrote in the logbook every night.")
+    write(docs / "b.txt", "Harbour cranes lift containers.")
+    store, ix = str(tmp_path / "cli-milvus.db"), str(tmp_path / "ix")
+    assert run(ingest_cli.main, [str(docs), "--index", ix, "--store", store, "--model", "hash:64"]) == 0
+    monkeypatch.delenv(STORE_URI_ENV, raising=False)  # the search finds the store through its own --store
+    capsys.readouterr()
+    assert run(search_cli.main, ["lighthouse logbook", "--index", ix, "--store", store, "--json", "--k", "1"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["path"] == str(docs / "a.txt")
+    monkeypatch.delenv(STORE_URI_ENV, raising=False)
+    assert run(search_cli.main, ["lighthouse", "--index", ix]) != 0  # without it: a clear error
+    assert "Milvus collection" in capsys.readouterr().err
