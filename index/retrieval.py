@@ -121,8 +121,7 @@ def dense_ids(store: Store, vectors: VectorIndex, query_vector: np.ndarray, k: i
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         rows = store.chunks_by_id([i for i, _ in pairs])
         live = [(i, s) for i, s in pairs if i in rows]
-        exhausted = len(pairs) < want or want >= vectors.ntotal
-        if len(live) >= k or exhausted:
+        if len(live) >= k or len(pairs) < want or want >= vectors.ntotal:  # (ntotal is a round trip on Milvus)
             return live[:k]
         want = min(vectors.ntotal, want * 2)
 

@@ -220,3 +220,36 @@ def test_cli_store_option_builds_and_searches_milvus_lite(tmp_path, docs, capsys
     monkeypatch.delenv(STORE_URI_ENV, raising=False)
     assert run(search_cli.main, ["lighthouse", "--index", ix]) != 0  # without it: a clear error
     assert "Milvus collection" in capsys.readouterr().err
+
+
+def test_milvus_failures_around_the_commit_lose_nothing(corpus, make, docs, monkeypatch, backend):
+    """Milvus and SQLite share no transaction: a failed upsert commits nothing; a failed delete after the
+    SQLite commit leaves orphans only, which search skips and the next open removes."""
+    if backend is None:
+        pytest.skip("FAISS commits are covered by test_crash and test_state_machine")
+    from index.milvus import MilvusVectors
+
+    before = corpus.stats()
+    boom = RuntimeError("milvus went away")
+
+    def failing_upsert(self, *a, **k):
+        raise boom
+
+    with monkeypatch.context() as m:
+        m.setattr(MilvusVectors, "upsert", failing_upsert)
+        with pytest.raises(RuntimeError, match="went away"):
+            corpus.upsert(docs / "new.txt", b"A brand new lighthouse document.")
+    assert corpus.stats().documents == before.documents and corpus.check().ok
+
+    def failing_remove(self, ids):
+        raise boom
+
+    with monkeypatch.context() as m:
+        m.setattr(MilvusVectors, "remove", failing_remove)
+        report = corpus.delete([docs / "rare.txt"])
+    assert report.deleted == [str(docs / "rare.txt")]
+    assert all(h.path != str(docs / "rare.txt") for h in corpus.search("QX-7734-ZEB", k=5, mode="hybrid"))
+    assert corpus.check().orphan_vectors and not corpus.check().missing_vectors
+    corpus.close()
+    ix = make()  # the open deletes the orphans
+    assert ix.check().ok and ix.stats().vectors == before.vectors - 1
