@@ -85,6 +85,7 @@ def print_json(data: Any) -> None:
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a tool's main, turning the index's own errors into a one-line message and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    store = os.environ.get(STORE_URI_ENV)  # `--store` sets it for this run only (see `index_dir`)
     try:
         return main(argv)
     except IndexNotFoundError as exc:
@@ -96,6 +97,11 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print("interrupted: everything committed so far is kept; run the command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if store is None:
+            os.environ.pop(STORE_URI_ENV, None)
+        else:
+            os.environ[STORE_URI_ENV] = store
 
 
 def index_dir(args: argparse.Namespace) -> Path:

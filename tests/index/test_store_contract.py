@@ -7,6 +7,7 @@ pymilvus client and the real milvus-lite engine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -33,7 +34,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def milvus_server(tmp_path_factory):
     """A `milvus-lite server` on 127.0.0.1, for the gRPC path (the same client code as a real cluster)."""
     pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install '.[milvus]')")
@@ -212,12 +213,11 @@ def test_cli_store_option_builds_and_searches_milvus_lite(tmp_path, docs, capsys
     write(docs / "b.txt", "Harbour cranes lift containers.")
     store, ix = str(tmp_path / "cli-milvus.db"), str(tmp_path / "ix")
     assert run(ingest_cli.main, [str(docs), "--index", ix, "--store", store, "--model", "hash:64"]) == 0
-    monkeypatch.delenv(STORE_URI_ENV, raising=False)  # the search finds the store through its own --store
+    assert STORE_URI_ENV not in os.environ  # --store does not leak past the run into this process
     capsys.readouterr()
     assert run(search_cli.main, ["lighthouse logbook", "--index", ix, "--store", store, "--json", "--k", "1"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["path"] == str(docs / "a.txt")
-    monkeypatch.delenv(STORE_URI_ENV, raising=False)
     assert run(search_cli.main, ["lighthouse", "--index", ix]) != 0  # without it: a clear error
     assert "Milvus collection" in capsys.readouterr().err
 
