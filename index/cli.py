@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from .config import DEFAULT_INDEX_DIR, INDEX_DIR_ENV, resolve_index_dir
 from .errors import IndexNotFoundError, IndexStoreError
+from .milvus import STORE_URI_ENV
 from .store import DB_NAME, Store
 
 INDEX_HELP = (f"index directory (default: ${INDEX_DIR_ENV} if set, else ./{DEFAULT_INDEX_DIR} "
@@ -27,6 +29,9 @@ MODEL_HELP = ("encoder: 'default', 'default-untrained', 'minilm', 'tiny[:SEED]',
 
 def add_index_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", metavar="DIR", default=None, help=INDEX_HELP)
+    parser.add_argument("--store", metavar="URI", default=None,
+                        help=f"keep the vectors in Milvus: ./file.db (Milvus Lite) or http://host:19530 (a server "
+                             f"or cluster); for a new index, and needed to open one built so (same as ${STORE_URI_ENV})")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +85,7 @@ def print_json(data: Any) -> None:
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a tool's main, turning the index's own errors into a one-line message and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    store = os.environ.get(STORE_URI_ENV)  # `--store` sets it for this run only (see `index_dir`)
     try:
         return main(argv)
     except IndexNotFoundError as exc:
@@ -91,7 +97,15 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print("interrupted: everything committed so far is kept; run the command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if store is None:
+            os.environ.pop(STORE_URI_ENV, None)
+        else:
+            os.environ[STORE_URI_ENV] = store
 
 
 def index_dir(args: argparse.Namespace) -> Path:
+    """The index directory; `--store` is handed to every `Index.open` of this process through the environment."""
+    if getattr(args, "store", None):
+        os.environ[STORE_URI_ENV] = args.store
     return resolve_index_dir(args.index)

@@ -115,3 +115,6 @@ class IndexConfig:
     vectors: VectorConfig | None = None  # None: the stored settings (or the defaults for a new index)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     lock_timeout: float = 10.0  # seconds to wait for the writer lock before IndexLockedError
+    store_uri: str | None = None  # vectors in Milvus (see milvus.py): ./x.db = Milvus Lite, http://host:19530 =
+    # a server or cluster; None = FAISS files in the index directory, or $NVEMBED_STORE_URI for a Milvus index
+    store_token: str | None = None  # Milvus server credentials ("user:password" or an API key; else $MILVUS_TOKEN)

@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import select
 from sqlalchemy import text as sql_text
 
-from . import consistency, segments
+from . import consistency, milvus, segments
 from .chunking import chunk_document
 from .config import ChunkingConfig, IndexConfig, VectorConfig, resolve_index_dir
 from .encoders import Encoder, TokenCounter
@@ -133,7 +133,9 @@ class Index:
         self.record: IndexRecord = store.record()
         self.chunking = self._stored_chunking()
         self.vector_config = self._stored_vector_config()
-        self.vectors = VectorIndex(self.record.dimension, self.vector_config)
+        self.vectors: VectorIndex | milvus.MilvusVectors = VectorIndex(self.record.dimension, self.vector_config)
+        if self.record.vector_kind == milvus.KIND:
+            self.vectors = self._open_milvus(create=False)
         self.consistency: consistency.ConsistencyReport | None = None
         self.reindexed_model = False
         self.closed = False
@@ -192,6 +194,12 @@ class Index:
         chunking.validate(int(encoder.max_length))
         vcfg = config.vectors or VectorConfig()
         vcfg.validate()
+        kind, vector_file = vcfg.kind, None
+        uri = config.store_uri or os.environ.get(milvus.STORE_URI_ENV)
+        if uri:
+            kind, vector_file = milvus.KIND, milvus.FILE_PREFIX + milvus.new_collection_name()
+            milvus.MilvusVectors(uri, milvus.collection_of(vector_file), int(encoder.dimension),
+                                 token=config.store_token, create=True).close()
         lock = FileLock(str(directory / "write.lock"), thread_local=False)
         with _acquire(lock, directory, config.lock_timeout):
             store.create_schema()
@@ -203,9 +211,9 @@ class Index:
                         model_fingerprint=str(encoder.fingerprint), model_source=model_source,
                         dimension=int(encoder.dimension), max_length=int(encoder.max_length),
                         chunk_tokens=chunking.chunk_tokens, overlap_tokens=chunking.overlap_tokens,
-                        section_tokens=chunking.section_tokens, vector_kind=vcfg.kind, nlist=vcfg.nlist,
+                        section_tokens=chunking.section_tokens, vector_kind=kind, nlist=vcfg.nlist,
                         nprobe=vcfg.nprobe, ivf_min_vectors=vcfg.ivf_min_vectors, generation=0,
-                        vector_file=None, created_at=now, updated_at=now,
+                        vector_file=vector_file, created_at=now, updated_at=now,
                     ))
                     s.commit()
 
@@ -213,14 +221,35 @@ class Index:
         r = self.record
         return ChunkingConfig(r.chunk_tokens, r.overlap_tokens, r.section_tokens)
 
+    def _open_milvus(self, create: bool) -> milvus.MilvusVectors:
+        uri = self.config.store_uri or os.environ.get(milvus.STORE_URI_ENV)
+        name = milvus.collection_of(self.record.vector_file)
+        if not uri:
+            raise SettingsMismatchError(
+                f"index at {self.directory} keeps its vectors in the Milvus collection {name!r}: open it with "
+                f"store_uri (CLI: --store URI, or ${milvus.STORE_URI_ENV}) pointing at that Milvus"
+            )
+        return milvus.MilvusVectors(uri, name, self.record.dimension, token=self.config.store_token, create=create)
+
+    @property
+    def on_milvus(self) -> bool:
+        return isinstance(self.vectors, milvus.MilvusVectors)
+
     def _stored_vector_config(self) -> VectorConfig:
         r = self.record
+        if r.vector_kind == milvus.KIND:
+            return VectorConfig(gpu="off")
         gpu = self.config.vectors.gpu if self.config.vectors else "auto"
         layout = self.config.vectors.layout if self.config.vectors else "segments"
         return VectorConfig(kind=r.vector_kind, ivf_min_vectors=r.ivf_min_vectors, nlist=r.nlist, nprobe=r.nprobe,
                             gpu=gpu, layout=layout)
 
     def _configure(self, config: IndexConfig, reindex: bool, model_source: str | None) -> None:
+        if config.store_uri and not self.on_milvus:
+            raise SettingsMismatchError(
+                f"index at {self.directory} keeps its vectors in FAISS files; store_uri={config.store_uri!r} "
+                "applies to new indexes only: ingest into a new index directory to use Milvus"
+            )
         requested = config.chunking
         if requested is not None and requested.signature != self.chunking.signature:
             docs, _ = self.store.count()
@@ -237,7 +266,7 @@ class Index:
                                         section_tokens=requested.section_tokens)
         if self.encoder is not None and self.record.model_fingerprint == self.encoder.fingerprint:
             self.chunking.validate(int(self.encoder.max_length))
-        if config.vectors is not None:
+        if config.vectors is not None and not self.on_milvus:
             v = config.vectors
             v.validate()
             self.vector_config = v
@@ -266,6 +295,9 @@ class Index:
     # ---------------------------------------------------------------------------- disk state ----
     def _load_vectors(self) -> None:
         """Load the committed vector file (retrying if a writer replaces it meanwhile)."""
+        if self.on_milvus:  # nothing to load: every search asks the collection
+            self._generation = self.store.generation()[0]
+            return
         for _attempt in range(5):
             generation, name = self.store.generation()
             if name is None:
@@ -517,6 +549,11 @@ class Index:
     def _reindex_model(self) -> None:
         """Re-embed every stored passage with `self.encoder` (re-split those over its max_length)."""
         enc = self.encoder
+        if self.on_milvus:
+            raise InvalidInputError(
+                f"index at {self.directory} is on Milvus: re-embedding with another model is not supported there; "
+                "ingest the documents into a new index with the new model"
+            )
         counter = TokenCounter(enc)
         chunking = self.chunking
         if chunking.chunk_tokens > counter.max_length:
@@ -650,6 +687,8 @@ class Index:
             self.closed = True
             self.store.close()
             self.vectors._gpu = None
+            if self.on_milvus:
+                self.vectors.close()
 
     def __enter__(self) -> Index:
         return self

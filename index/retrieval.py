@@ -121,8 +121,7 @@ def dense_ids(store: Store, vectors: VectorIndex, query_vector: np.ndarray, k: i
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         rows = store.chunks_by_id([i for i, _ in pairs])
         live = [(i, s) for i, s in pairs if i in rows]
-        exhausted = len(pairs) < want or want >= vectors.ntotal
-        if len(live) >= k or exhausted:
+        if len(live) >= k or len(pairs) < want or want >= vectors.ntotal:  # (ntotal is a round trip on Milvus)
             return live[:k]
         want = min(vectors.ntotal, want * 2)
 
@@ -142,9 +141,12 @@ def candidate_lists(store: Store, vectors: VectorIndex, encoder: Any, query: str
         qv = np.asarray(encoder.encode_queries([query], show_progress=False, **kwargs), dtype=np.float32)
         dense = dense_ids(store, vectors, qv[0], depth, allowed)
     if mode in ("keyword", "hybrid"):
-        match = fts_query(query)
-        if match is not None:
-            keyword = store.keyword(match, depth, where, params)
+        if getattr(vectors, "provides_keyword", False):  # Milvus: its own BM25 over the same passages
+            keyword = vectors.keyword(query, depth, allowed) if query_terms(query) else []
+        else:
+            match = fts_query(query)
+            if match is not None:
+                keyword = store.keyword(match, depth, where, params)
     return dense, keyword
 
 

