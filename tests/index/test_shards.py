@@ -126,3 +126,12 @@ def test_two_processes_match_one_with_the_tiny_model(tmp_path):
     assert len(texts) == two["chunks_added"]
     assert two["sharding"]["embedded"] == len(set(texts))  # short passages repeat: each text is embedded once
     _same_index(tmp_path / "one", tmp_path / "two", "tiny", atol=1e-5)
+
+
+def test_an_error_on_rank_0_stops_every_rank(tmp_path):
+    """A folder that does not exist fails on rank 0 inside the ingest: the other rank is released, no hang."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "index.ingest",
+           str(tmp_path / "missing"), "--index", str(tmp_path / "ix"), "--model", "hash:64", "-q"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"error: {tmp_path / 'missing'}" in proc.stderr and "no such file or directory" in proc.stderr
