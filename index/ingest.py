@@ -8,6 +8,7 @@ processes share the embedding and rank 0 commits (see `shards.py`). See docs/ind
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -121,10 +122,10 @@ def _sharded(args: argparse.Namespace, directory: Path) -> int:
     from .encoders import embed_passages
     from .shards import ShardedEmbedder, gather_object, rank_device, serve, shard_dir
 
-    wants_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    info = init_from_env("cuda" if wants_cuda else "cpu")  # nccl on GPUs, gloo on CPUs
+    # the CUDA device is set before the process group exists, so nccl binds each rank to its own GPU
+    device = rank_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+    info = init_from_env(torch.device(device).type)  # nccl on GPUs, gloo on CPUs
     try:
-        device = rank_device(args.device, info.local_rank)
         spec = broadcast_object((args.model or stored_model_source(directory) or "default") if info.is_main else None)
         encoder, source, error = None, spec, None
         try:

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import IndexStoreError
+
 log = logging.getLogger(__name__)
 
 SHARD_DIR = "shards"
@@ -209,12 +211,16 @@ def serve(embed: Callable[[list[str]], np.ndarray], directory: Path, fingerprint
 
 
 def rank_device(requested: str | None, local_rank: int) -> str:
-    """The device this rank embeds on: `requested` if given, else cuda:LOCAL_RANK with CUDA, else cpu."""
+    """The device this rank embeds on: cuda:LOCAL_RANK with CUDA (or `--device cuda`), else cpu, or `requested`."""
     import torch
 
-    if requested:
+    if requested and requested != "cuda":
         return requested
-    if torch.cuda.is_available():
+    if requested == "cuda" or (requested is None and torch.cuda.is_available()):
+        visible = torch.cuda.device_count()
+        if local_rank >= visible:
+            raise IndexStoreError(f"process {local_rank} of this node has no GPU ({visible} visible): start at most "
+                             f"{visible} processes per node (--nproc_per_node)")
         torch.cuda.set_device(local_rank)
         return f"cuda:{local_rank}"
     return "cpu"
