@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import IndexStoreError
+from .errors import IndexStoreError, InvalidInputError
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -99,3 +99,19 @@ def load_encoder(source: str, device: str | None = None) -> tuple[Any, str]:
         return load_model(ref, device=device), ref.source
     except (OSError, ValueError) as exc:
         raise IndexStoreError(f"cannot load model {source!r}: {exc}") from None
+
+
+def embed_passages(encoder: Any, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """(n, d) float32 unit vectors for `texts`; `InvalidInputError` naming the encoder on a bad output."""
+    vectors = np.asarray(encoder.encode_passages(texts, batch_size=batch_size, show_progress=False), dtype=np.float32)
+    if vectors.shape != (len(texts), int(encoder.dimension)):
+        raise InvalidInputError(
+            f"encoder {encoder.name!r} returned vectors of shape {vectors.shape} for {len(texts)} passages "
+            f"(expected ({len(texts)}, {encoder.dimension}))"
+        )
+    if not np.isfinite(vectors).all():
+        raise InvalidInputError(f"encoder {encoder.name!r} returned NaN or infinite values")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.allclose(norms, 1.0, atol=1e-3):
+        vectors = vectors / np.clip(norms, 1e-12, None)
+    return np.ascontiguousarray(vectors)

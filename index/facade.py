@@ -36,7 +36,7 @@ from sqlalchemy import text as sql_text
 from . import consistency, milvus, segments
 from .chunking import chunk_document
 from .config import ChunkingConfig, IndexConfig, VectorConfig, resolve_index_dir
-from .encoders import Encoder, TokenCounter
+from .encoders import Encoder, TokenCounter, embed_passages
 from .errors import (
     InconsistentIndexError,
     IndexLockedError,
@@ -412,25 +412,14 @@ class Index:
 
     def _embed_passages(self, texts: list[str], encoder: Any = None) -> np.ndarray:
         encoder = encoder or self._require_encoder("embedding passages")
-        vectors = np.asarray(encoder.encode_passages(texts, batch_size=self.config.ingest.batch_size,
-                                                     show_progress=False), dtype=np.float32)
-        if vectors.shape != (len(texts), int(encoder.dimension)):
-            raise InvalidInputError(
-                f"encoder {encoder.name!r} returned vectors of shape {vectors.shape} for {len(texts)} passages "
-                f"(expected ({len(texts)}, {encoder.dimension}))"
-            )
-        if not np.isfinite(vectors).all():
-            raise InvalidInputError(f"encoder {encoder.name!r} returned NaN or infinite values")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if not np.allclose(norms, 1.0, atol=1e-3):
-            vectors = vectors / np.clip(norms, 1e-12, None)
-        return np.ascontiguousarray(vectors)
+        return embed_passages(encoder, texts, self.config.ingest.batch_size)
 
     # ------------------------------------------------------------------------------- writing ----
     def ingest(self, source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                prune: bool | None = None, force: bool = False, progress: bool = False,
                on_progress: Callable[[IngestProgress], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> IngestReport:
+               should_stop: Callable[[], bool] | None = None,
+               embed: Callable[[list[str]], np.ndarray] | None = None) -> IngestReport:
         """Add new, re-embed changed, skip unchanged files under `source`; prune vanished ones (default on).
 
         `source` is a folder, a file, or a list of them (each pruned under itself). Work is committed in
@@ -438,6 +427,8 @@ class Index:
         `progress` draws tqdm bars on stderr; `on_progress` is called with an `IngestProgress` after each file
         and each embedded slice; `should_stop` is polled between them: a stopped run commits what it had
         embedded, prunes nothing and reports `stopped` (run it again to ingest the rest).
+        `embed` replaces the encoder call for new passages (texts -> unit vectors of the index's model), e.g.
+        `shards.ShardedEmbedder` under torchrun.
         """
         self._require_encoder("ingest")
         prune = self.config.ingest.prune if prune is None else prune
@@ -446,7 +437,7 @@ class Index:
             raise InvalidInputError("nothing to ingest: no folder or file given")
         label = normalise_path(roots[0]) if len(roots) == 1 else f"{len(roots)} paths"
         with self._writing():
-            run = IngestRun(self._ingest_target(), IngestReport(root=label), force=force, progress=progress,
+            run = IngestRun(self._ingest_target(embed), IngestReport(root=label), force=force, progress=progress,
                             on_progress=on_progress, should_stop=should_stop)
             report = run.run(roots, prune)
             if self._record_updates:  # new settings with nothing else to commit: record them anyway
@@ -454,11 +445,11 @@ class Index:
                 report.commits += 1
             return report
 
-    def _ingest_target(self) -> IngestTarget:
+    def _ingest_target(self, embed: Callable[[list[str]], np.ndarray] | None = None) -> IngestTarget:
         """The narrow view of this index an ingest run writes through (see `pipeline.IngestTarget`)."""
         assert self._counter is not None
         return IngestTarget(store=self.store, chunking=self.chunking, counter=self._counter,
-                            config=self.config.ingest, embed=self._embed_passages, commit=self._commit)
+                            config=self.config.ingest, embed=embed or self._embed_passages, commit=self._commit)
 
     def upsert(self, path: str | os.PathLike[str], content: bytes | None = None, *, kind: str | None = None,
                mtime: float | None = None) -> IngestReport:

@@ -1,17 +1,32 @@
 """`python -m index.ingest DOCS_DIR`: build or update an index from a folder of documents.
 
 Thin CLI over `Index.ingest`; prints a progress bar and a summary (added, updated, unchanged, removed,
-failed with reasons, elapsed time). See docs/index.md.
+failed with reasons, elapsed time). Under `torchrun --nproc_per_node N -m index.ingest DOCS ...` the N
+processes share the embedding and rank 0 commits (see `shards.py`). See docs/index.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
 
-from .cli import add_index_option, add_model_options, index_dir, load_encoder, print_json, run, stored_record
+from .cli import (
+    add_index_option,
+    add_model_options,
+    index_dir,
+    load_encoder,
+    print_json,
+    run,
+    stored_model_source,
+    stored_record,
+)
 from .config import ChunkingConfig, IndexConfig, IngestConfig, VectorConfig
+from .errors import IndexStoreError
+from .shards import world_size_from_env
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,15 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="list skipped files and warnings too")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a file failed")
+    p.add_argument("--keep-shards", action="store_true", help="under torchrun: keep the shard files of embedded "
+                   "passages after the commit (a later run with the same model reuses them)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    directory = index_dir(args)
+    if world_size_from_env() > 1:
+        return _sharded(args, directory)
+    encoder, source = load_encoder(args.model, directory, args.device)
+    return _ingest(args, directory, encoder, source)
+
+
+def _ingest(args: argparse.Namespace, directory: Path, encoder: Any, source: str, sharded: Any = None) -> int:
+    """The ingest itself; `sharded` (a `shards.ShardedEmbedder`, rank 0 under torchrun) embeds new passages."""
     from .facade import Index
 
-    directory = index_dir(args)
-    encoder, source = load_encoder(args.model, directory, args.device)
     chunking = None
     if args.chunk_tokens is not None or args.overlap is not None:
         base = ChunkingConfig()
@@ -66,14 +90,69 @@ def main(argv: list[str] | None = None) -> int:
     ))
     with Index.open(directory, encoder, config=config, reindex=args.reindex, model_source=source) as ix:
         force = args.reindex and not ix.reindexed_model
-        report = ix.ingest(args.docs, prune=args.prune, force=force, progress=not (args.quiet or args.json))
+        report = ix.ingest(args.docs, prune=args.prune, force=force, progress=not (args.quiet or args.json),
+                           embed=sharded)
+        shard_line = None
+        if sharded is not None:
+            if not report.stopped and not args.keep_shards:
+                sharded.clean()  # everything the shards held is committed
+            s = sharded.stats
+            shard_line = (f"sharded embedding over {sharded.info.world_size} processes: {s.embedded} passages "
+                          f"embedded, {s.reused} reused from shards, {s.shards} shard files written")
         if args.json:
-            print_json(report.to_dict())
+            out = report.to_dict()
+            if sharded is not None:
+                out["sharding"] = {"processes": sharded.info.world_size, **asdict(sharded.stats)}
+            print_json(out)
         else:
             print(report.summary(verbose=args.verbose))
+            if shard_line:
+                print(shard_line)
             docs, chunks = ix.store.count()
             print(f"index {ix.directory}: {docs} documents, {chunks} passages, model {ix.record.model_name}")
     return 1 if args.strict and report.failed else 0
+
+
+def _sharded(args: argparse.Namespace, directory: Path) -> int:
+    """One of the torchrun processes: rank 0 ingests and commits, the others embed their shares."""
+    import torch
+
+    from training.distributed import broadcast_object, init_from_env, shutdown
+
+    from .encoders import embed_passages
+    from .shards import ShardedEmbedder, gather_object, rank_device, serve, shard_dir
+
+    # the CUDA device is set before the process group exists, so nccl binds each rank to its own GPU
+    device = rank_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+    info = init_from_env(torch.device(device).type)  # nccl on GPUs, gloo on CPUs
+    try:
+        spec = broadcast_object((args.model or stored_model_source(directory) or "default") if info.is_main else None)
+        encoder, source, error = None, spec, None
+        try:
+            encoder, source = load_encoder(spec, directory, device)
+        except Exception as exc:  # every rank must hear of it, or the others would wait for this one
+            error = f"rank {info.rank}: {exc}"
+        loaded = gather_object((getattr(encoder, "fingerprint", None), error))
+        errors = [e for _, e in loaded if e]
+        if errors:
+            raise IndexStoreError("; ".join(errors))
+        if len({fp for fp, _ in loaded}) != 1:
+            raise IndexStoreError(f"the processes loaded different models for {spec!r}: {[fp for fp, _ in loaded]}")
+
+        def embed(texts: list[str]) -> Any:
+            return embed_passages(encoder, texts, args.batch_size)
+
+        shards = shard_dir(directory)
+        if not info.is_main:
+            serve(embed, shards, str(encoder.fingerprint))
+            return 0
+        sharded = ShardedEmbedder(embed, shards, str(encoder.fingerprint), int(encoder.dimension))
+        try:
+            return _ingest(args, directory, encoder, source, sharded)
+        finally:
+            sharded.stop()
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":
