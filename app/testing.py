@@ -46,20 +46,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None) -> float:
-    """Seconds until `url/_stcore/health` answers ok; RuntimeError when the server dies or times out."""
+def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None, path: str = "/_stcore/health",
+                 what: str = "the app") -> float:
+    """Seconds until `url + path` answers ok; RuntimeError when the server dies or times out."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the app exited with status {proc.returncode} before it was healthy")
+            raise RuntimeError(f"{what} exited with status {proc.returncode} before it was healthy")
         try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+            with urllib.request.urlopen(url + path, timeout=2) as resp:
                 if resp.status == 200:
                     return time.perf_counter() - started
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"the app at {url} was not healthy after {timeout:.0f} s")
+    raise RuntimeError(f"{what} at {url} was not healthy after {timeout:.0f} s")
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from .config import VectorConfig
-from .vectors import VectorIndex
+from .vectors import VectorIndex, fsync_replace
 
 FORMAT = 1
 MANIFEST_PREFIX, MANIFEST_SUFFIX = "vectors-", ".json"
@@ -94,22 +94,13 @@ class Manifest:
 
 
 # ------------------------------------------------------------------------------------- file I/O ----
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def _write(path: Path, *arrays: np.ndarray) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             for arr in arrays:
                 np.save(fh, arr, allow_pickle=False)
-        _fsync_replace(tmp, path)
+        fsync_replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -132,7 +123,7 @@ def _write_manifest(path: Path, manifest: Manifest) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
         tmp.write_text(json.dumps(asdict(manifest), indent=1))
-        _fsync_replace(tmp, path)
+        fsync_replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -233,7 +224,7 @@ def write_generation(directory: Path, old_name: str | None, generation: int, vec
             empty.reset()
             tmp = directory / (manifest.trained + f".tmp-{os.getpid()}")
             faiss.write_index(empty, str(tmp))
-            _fsync_replace(tmp, directory / manifest.trained)
+            fsync_replace(tmp, directory / manifest.trained)
     name = manifest_name(generation)
     _write_manifest(directory / name, manifest)
     _fsync_dir(directory)

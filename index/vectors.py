@@ -58,6 +58,16 @@ def _as_ids(ids: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
 
+def fsync_replace(tmp: Path, path: Path) -> None:
+    """Flush `tmp` to disk, then rename it over `path` (atomic on POSIX): a crash leaves the old or the new file."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 class VectorIndex:
     """A FAISS index of unit vectors keyed by int64 chunk ids, with the policies described above."""
 
@@ -235,12 +245,7 @@ class VectorIndex:
         tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
         try:
             faiss.write_index(self.index, str(tmp))
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            fsync_replace(tmp, path)
         finally:
             if tmp.exists():
                 tmp.unlink()

@@ -10,28 +10,10 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..testing import ROOT, free_port
-
-
-def wait_up(url: str, timeout: float, proc: subprocess.Popen) -> float:
-    """Seconds until `url/health` answers; RuntimeError (with the server's output) if it dies or times out."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the API server exited with status {proc.returncode} before it was up")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return time.perf_counter() - started
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the API server at {url} was not up after {timeout:.0f} s")
+from ..testing import ROOT, free_port, wait_healthy
 
 
 @contextlib.contextmanager
@@ -46,7 +28,7 @@ def serve_api(args: Sequence[str] = (), env: dict[str, str] | None = None, timeo
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_up(url, timeout, proc)
+            wait_healthy(url, timeout, proc, path="/health", what="the API server")
         except RuntimeError as exc:
             output = Path(log_path).read_text()[-3000:] if log_path else ""
             raise RuntimeError(f"{exc}\n{output}") from None
