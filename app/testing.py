@@ -22,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "app" / "main.py"
@@ -44,6 +45,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_server(proc: subprocess.Popen, log: IO[str] | None = None) -> None:
+    """Terminate a test server (kill it after 15 s) and close its log file."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if log is not None:
+        log.close()
 
 
 def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None, path: str = "/_stcore/health",
@@ -83,14 +96,7 @@ def serve(app_args: Sequence[str] = (), env: dict[str, str] | None = None, port:
         wait_healthy(url, timeout, proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log_path:
-            log.close()
+        stop_server(proc, log if log_path else None)
 
 
 class Browser:

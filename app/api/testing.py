@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..testing import ROOT, free_port, wait_healthy
+from ..testing import ROOT, free_port, stop_server, wait_healthy
 
 
 @contextlib.contextmanager
@@ -34,11 +34,4 @@ def serve_api(args: Sequence[str] = (), env: dict[str, str] | None = None, timeo
             raise RuntimeError(f"{exc}\n{output}") from None
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log_path:
-            log.close()
+        stop_server(proc, log if log_path else None)
