@@ -34,10 +34,26 @@ def test_two_processes_equal_one_on_the_combined_batch(tmp_path, tiny_base, data
     # the whole pipeline (rank 0 writes, both ranks train) against one process
     config = build(str(tiny_base), data, str(tmp_path / "single-run"), None)[1]
     run(config)
-    expected = dict(iter_tensors(tmp_path / "single-run" / "stage2"))
-    got = dict(iter_tensors(tmp_path / "run" / "stage2"))
-    for key, value in expected.items():
-        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    learning_rate = config.stage1.learning_rate
+    for stage in ("stage1", "stage2"):
+        expected = dict(iter_tensors(tmp_path / "single-run" / stage))
+        got = dict(iter_tensors(tmp_path / "run" / stage))
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert same_run(got[key], value, learning_rate), (stage, key)
+
+
+def same_run(got: torch.Tensor, expected: torch.Tensor, learning_rate: float) -> bool:
+    """Weights after whole runs agree up to float32 reduction order, as Adam amplifies it.
+
+    Adam divides each gradient element by its own running magnitude, so an element whose gradient is near
+    zero moves by up to about the learning rate on a reduction-order difference of 1e-9 (seen: one element
+    of 8,192 off by 1% of the learning rate). So: the tensor as a whole within 1e-4 relative (a wrong shard,
+    a missed all-reduce or a skipped step moves every element, by orders of magnitude more), and no single
+    element further off than 5% of one step's largest possible move.
+    """
+    relative = ((got - expected).norm() / expected.norm().clamp_min(1e-12)).item()
+    return relative <= 1e-4 and (got - expected).abs().max().item() <= 0.05 * learning_rate
 
 
 def pytest_approx(value: float):
