@@ -29,7 +29,7 @@ import json
 import random
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,18 @@ def parse_example(data: Any) -> tuple[Example | None, list[str]]:
     return example, []
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, value, problem) for every non-blank line; a line that is not JSON gives (n, None, why)."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+
+
 def read_jsonl(path: str | Path) -> list[Example]:
     """Read and validate a whole file; raise DataError listing every `file:line: problem`."""
     path = Path(path)
@@ -133,19 +145,14 @@ def read_jsonl(path: str | Path) -> list[Example]:
         raise DataError(f"{path}: file not found")
     examples: list[Example] = []
     problems: list[str] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            example, found = parse_example(data)
-            problems += [f"{path}:{number}: {p}" for p in found]
-            if example is not None:
-                examples.append(example)
+    for number, data, problem in json_lines(path):
+        if problem:
+            problems.append(f"{path}:{number}: {problem}")
+            continue
+        example, found = parse_example(data)
+        problems += [f"{path}:{number}: {p}" for p in found]
+        if example is not None:
+            examples.append(example)
     if problems:
         shown = problems[:MAX_REPORTED]
         more = f"\n... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from encoder.registry import NAMES_HELP
 
 from .batching import text_key
-from .data import DataError, Example, read_jsonl, write_jsonl
+from .data import DataError, Example, json_lines, read_jsonl, write_jsonl
 
 MARGIN_TYPES = ("relative", "absolute", "none")
 
@@ -124,18 +124,13 @@ def search(queries: np.ndarray, pool: np.ndarray, k: int, backend: str = "auto")
 def read_pool(path: str | Path) -> list[str]:
     """Texts of a pool file: JSON Lines with a `text` field (and an optional `title`)."""
     texts = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-                raise DataError(f"{path}:{number}: expected an object with a non-empty `text`")
-            title = (row.get("title") or "").strip()
-            texts.append(f"{title} {row['text']}".strip() if title and not row["text"].startswith(title) else row["text"])
+    for number, row, problem in json_lines(Path(path)):
+        if problem:
+            raise DataError(f"{path}:{number}: {problem}")
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise DataError(f"{path}:{number}: expected an object with a non-empty `text`")
+        title = (row.get("title") or "").strip()
+        texts.append(f"{title} {row['text']}".strip() if title and not row["text"].startswith(title) else row["text"])
     return texts
 
 

@@ -18,13 +18,12 @@ draws exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import MAX_REPORTED, DataError
+from .data import MAX_REPORTED, DataError, json_lines
 
 
 def _texts_of_line(data: Any) -> tuple[list[str], str | None]:
@@ -51,20 +50,15 @@ def load_texts(paths: Sequence[str | Path]) -> list[str]:
             problems.append(f"{path}: file not found")
             continue
         found = 0
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                if path.suffix == ".txt":
-                    seen.setdefault(line.strip(), None)
-                    found += 1
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                texts, problem = _texts_of_line(data)
+        if path.suffix == ".txt":
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    if line.strip():
+                        seen.setdefault(line.strip(), None)
+                        found += 1
+        else:
+            for number, data, problem in json_lines(path):
+                texts, problem = ([], problem) if problem else _texts_of_line(data)
                 if problem:
                     problems.append(f"{path}:{number}: {problem}")
                 for text in texts:
