@@ -91,10 +91,11 @@ def load_trainable(model: NVEmbedModel, saved: dict[str, torch.Tensor], where: s
     return loaded
 
 
-def snapshot(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None,
-             device: str = "cpu") -> dict[str, Any]:
-    """Write the model of `checkpoint` (default: the run's newest) to `out`; return its metadata."""
-    run_dir, out = Path(run_dir), Path(out)
+def build_snapshot(run_dir: str | Path, checkpoint: str | Path | None = None,
+                   device: str = "cpu") -> tuple[NVEmbedModel, dict[str, Any], RunConfig]:
+    """The model of `checkpoint` (default: the run's newest) in memory, in eval mode, its metadata (what
+    `snapshot` writes into the directory's config) and the run's config."""
+    run_dir = Path(run_dir)
     config, run_data = read_run(run_dir)
     path = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir)
     stage, step = checkpoint_stage(path)
@@ -118,6 +119,13 @@ def snapshot(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None
                 "snapshot": {"run": str(run_dir.resolve()), "checkpoint": path.name, "step": step,
                              "stage_steps": section.steps, "elapsed_s": elapsed,
                              "pairs_seen": step * section.batch_size, "trainable_values": loaded}}
+    return model, metadata, config
+
+
+def snapshot(run_dir: str | Path, out: str | Path, checkpoint: str | Path | None = None,
+             device: str = "cpu") -> dict[str, Any]:
+    """Write the model of `checkpoint` (default: the run's newest) to `out`; return its metadata."""
+    model, metadata, config = build_snapshot(run_dir, checkpoint, device)
     save_stage(model, out, metadata, keep_adapter=not config.model.merge_lora)
     return {**metadata, "out": str(out)}
 

@@ -154,12 +154,12 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
             if info.is_main:
                 print(f"[stage {number}] already complete in {stage_dir}", flush=True)
             del model
-            model = _reload_stage(config, precision, stage_dir)
+            model = reload_stage(config, precision, stage_dir)
             continue
         origin = stage_origin(config, run_state.completed, number)
         if origin is not None and origin not in config.stages:  # stage 1 finished by an earlier config
             del model
-            model = _reload_stage(config, precision, out / stage_label(origin))
+            model = reload_stage(config, precision, out / stage_label(origin))
         start_fingerprint = begin_stage(model, config, number)
         pre_stage = isinstance(number, str)
         if checkpointing:
@@ -198,7 +198,7 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
         del trainer, model
         # Continue from (and evaluate) exactly what was saved, so a resumed run starts stage 2 from the
         # same weights as an uninterrupted one.
-        model = _reload_stage(config, precision, stage_dir)
+        model = reload_stage(config, precision, stage_dir)
         run_state.completed.append(number)
         run_state.save()
         if info.is_main:
@@ -251,11 +251,11 @@ def stage_start_model(config: RunConfig, precision: Precision, out: Path, comple
         seed_everything(config.seed)
         model = load_base(config.model, precision)
     else:
-        model = _reload_stage(config, precision, out / stage_label(origin))
+        model = reload_stage(config, precision, out / stage_label(origin))
     return model, begin_stage(model, config, number)
 
 
-def _reload_stage(config: RunConfig, precision: Precision, stage_dir: Path) -> NVEmbedModel:
+def reload_stage(config: RunConfig, precision: Precision, stage_dir: Path) -> NVEmbedModel:
     """A finished stage's model: its merged checkpoint, or the base plus its adapter when kept apart."""
     gc.collect()
     if precision.device.type == "cuda":
