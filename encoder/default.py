@@ -127,19 +127,22 @@ def apply_low_rank_deltas(backbone: torch.nn.Module, deltas: dict[str, torch.Ten
             params[name].add_(b @ a)
 
 
-def build_default(target: Path, manifest: dict | None = None) -> None:
+def build_default(target: Path, manifest: dict | None = None, parts_dir: Path | None = None,
+                  base: Path | None = None) -> None:
     """Write the default model to `target` (atomically, via a temp dir).
 
     Untrained: the converted backbone plus a fresh latent layer (seed 0). Trained (a manifest ships in
     `encoder/default/`): the backbone truncated to the manifest's depth, the shipped low-rank weight
-    deltas added, and the shipped latent layer.
+    deltas added, and the shipped latent layer. `parts_dir` (default `SHIPPED_DIR`) and `base` (default
+    the converted SmolLM2) let an export be checked before it ships (training/export_default.py).
     """
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     from .model import NVEmbedModel
 
-    base = converted_base()
+    parts_dir = parts_dir or SHIPPED_DIR
+    base = base or converted_base()
     started = time.time()
     backbone = AutoModel.from_pretrained(str(base), dtype=torch.float32)
     backbone.config._name_or_path = BASE_NAME
@@ -151,8 +154,8 @@ def build_default(target: Path, manifest: dict | None = None) -> None:
         model = NVEmbedModel.from_backbone(backbone, tokenizer, manifest.get("latent"), name=manifest["name"],
                                            max_length=int(manifest.get("max_length", 512)))
         model.truncate_layers(int(manifest["num_layers"]))
-        apply_low_rank_deltas(model.embedding_model, load_file(str(SHIPPED_DIR / manifest["deltas"])))
-        latent = load_file(str(SHIPPED_DIR / manifest["latent_weights"]))
+        apply_low_rank_deltas(model.embedding_model, load_file(str(parts_dir / manifest["deltas"])))
+        latent = load_file(str(parts_dir / manifest["latent_weights"]))
         model.latent_attention_model.load_state_dict({k: v.float() for k, v in latent.items()}, strict=True)
         model.config.extra.update({"trained": True, "base": BASE_NAME, "version": manifest["version"],
                                    "num_layers": manifest["num_layers"]})

@@ -129,22 +129,34 @@ def search_block(encoder: Any) -> dict[str, Any] | None:
     """The `search` block stored with `encoder` whose fingerprint matches it, else None.
 
     Looked up in the model's own config (`config.extra["search"]`, i.e. `nvembed_search.search` in its
-    config.json), then in the shipped default's manifest (`encoder/default/default.json`).
+    config.json), then in the shipped default's manifest (`encoder/default/default.json`). A block measured
+    with other weights is never used; when it was stored for this very model (its own config.json, or the
+    manifest of the default version it was built as, e.g. parts re-exported without recalibrating) a
+    warning names it and the recalibration command, and the search gets `SAFE_DEFAULT`.
     """
     fingerprint = getattr(encoder, "fingerprint", None)
-    candidates: list[tuple[str, Any]] = []
+    candidates: list[tuple[str, Any, bool]] = []  # (source, block, stored for this model)
     extra = getattr(getattr(encoder, "config", None), "extra", None)
-    if isinstance(extra, dict) and extra.get("search") is not None:
-        candidates.append(("the model's config.json", extra.get("search")))
+    extra = extra if isinstance(extra, dict) else {}
+    if extra.get("search") is not None:
+        candidates.append(("the model's config.json", extra.get("search"), True))
     manifest = shipped_manifest_path()
     if manifest is not None and manifest.is_file():
         try:
-            candidates.append((str(manifest), json.loads(manifest.read_text()).get("search")))
+            data = json.loads(manifest.read_text())
+            own = data.get("version") is not None and extra.get("version") == data.get("version")
+            candidates.append((str(manifest), data.get("search"), own))
         except (OSError, ValueError) as exc:
             log.warning("cannot read %s: %s", manifest, exc)
-    for source, block in candidates:
+    for source, block, _ in candidates:
         if isinstance(block, dict) and block.get("fingerprint") == fingerprint:
             return {**block, "_source": source}
+    for source, block, own in candidates:
+        if own and isinstance(block, dict):
+            log.warning("the search block in %s was measured for fingerprint %s, but this model's is %s: hybrid "
+                        "search uses the safe default (%s) until it is recalibrated: python -m index.calibrate "
+                        "--model %s --beir DEV [DEV ...]", source, block.get("fingerprint"), fingerprint,
+                        SAFE_DEFAULT.describe(), "MODEL_DIR" if source == "the model's config.json" else "default")
     return None
 
 

@@ -124,17 +124,27 @@ def search(queries: np.ndarray, docs: np.ndarray, k: int, block: int = 1024) -> 
     return out
 
 
-def evaluate_beir(model: NVEmbedModel, data: BeirData, instruction: str | None = None, batch_size: int = 32,
-                  max_length: int | None = None) -> dict[str, float]:
-    instruction = instruction or DEFAULT_RETRIEVAL
+def embed_beir(model: NVEmbedModel, data: BeirData, instruction: str | None = None, batch_size: int = 32,
+               max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(query embeddings in `data.queries` order, document embeddings in `data.corpus` order)."""
+    docs = model.encode_passages(list(data.corpus.values()), batch_size=batch_size, max_length=max_length)
+    queries = model.encode_queries(list(data.queries.values()), instruction or DEFAULT_RETRIEVAL,
+                                   batch_size=batch_size, max_length=max_length)
+    return queries, docs
+
+
+def score_beir(data: BeirData, queries: np.ndarray, docs: np.ndarray) -> dict[str, float]:
+    """Retrieval metrics of embeddings from `embed_beir`."""
     doc_ids = list(data.corpus)
     query_ids = list(data.queries)
-    docs = model.encode_passages([data.corpus[d] for d in doc_ids], batch_size=batch_size, max_length=max_length)
-    queries = model.encode_queries([data.queries[q] for q in query_ids], instruction, batch_size=batch_size,
-                                   max_length=max_length)
     top = search(queries, docs, 100)
     ranked = {q: [doc_ids[j] for j in top[i]] for i, q in enumerate(query_ids)}
     return {**retrieval_metrics(ranked, data.qrels), "queries": len(query_ids), "docs": len(doc_ids)}
+
+
+def evaluate_beir(model: NVEmbedModel, data: BeirData, instruction: str | None = None, batch_size: int = 32,
+                  max_length: int | None = None) -> dict[str, float]:
+    return score_beir(data, *embed_beir(model, data, instruction, batch_size, max_length))
 
 
 def rank(values: np.ndarray) -> np.ndarray:

@@ -61,16 +61,23 @@ def checkpoint_dir(output_dir: str | Path, stage: int | str, step: int) -> Path:
     return Path(output_dir) / CHECKPOINTS / f"{stage_label(stage)}-step{step:06d}"
 
 
+def parse_name(name: str) -> tuple[int | str, int] | None:
+    """(stage, step) of a checkpoint directory's name (`stage1-step000120`, `mntp-step000040`), else None."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    return (int(match.group(1)) if match.group(1) else match.group(2)), int(match.group(3))
+
+
 def list_checkpoints(output_dir: str | Path) -> list[tuple[int | str, int, Path]]:
     """(stage, step, path) of complete checkpoints, oldest first (stage: 1, 2, or a pre-stage's name)."""
     root = Path(output_dir) / CHECKPOINTS
     found = []
     if root.is_dir():
         for path in root.iterdir():
-            match = _NAME.match(path.name)
-            if match and (path / "state.pt").is_file():
-                stage = int(match.group(1)) if match.group(1) else match.group(2)
-                found.append((stage, int(match.group(3)), path))
+            parsed = parse_name(path.name)
+            if parsed and (path / "state.pt").is_file():
+                found.append((*parsed, path))
     return sorted(found, key=lambda item: (stage_order(item[0]), item[1]))
 
 

@@ -154,16 +154,14 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
             if info.is_main:
                 print(f"[stage {number}] already complete in {stage_dir}", flush=True)
             del model
-            model = _reload_stage(config, precision, stage_dir)
+            model = reload_stage(config, precision, stage_dir)
             continue
-        if number == 2 and 1 in run_state.completed and 1 not in config.stages:
+        origin = stage_origin(config, run_state.completed, number)
+        if origin is not None and origin not in config.stages:  # stage 1 finished by an earlier config
             del model
-            model = _reload_stage(config, precision, out / "stage1")
-        start_fingerprint = model.fingerprint
+            model = reload_stage(config, precision, out / stage_label(origin))
+        start_fingerprint = begin_stage(model, config, number)
         pre_stage = isinstance(number, str)
-        if not has_lora(model):
-            seed_everything(config.seed + (stage_seed(number) if pre_stage else number))
-            prepare_trainable(model, config.model)
         if checkpointing:
             enable_checkpointing(model)
         if pre_stage:  # LLM2Vec's MNTP / SimCSE on plain texts (training/llm2vec.py)
@@ -200,7 +198,7 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
         del trainer, model
         # Continue from (and evaluate) exactly what was saved, so a resumed run starts stage 2 from the
         # same weights as an uninterrupted one.
-        model = _reload_stage(config, precision, stage_dir)
+        model = reload_stage(config, precision, stage_dir)
         run_state.completed.append(number)
         run_state.save()
         if info.is_main:
@@ -218,7 +216,46 @@ def run(config: RunConfig, hook: StepHook | None = None) -> dict[str, Any]:
     return run_state.data
 
 
-def _reload_stage(config: RunConfig, precision: Precision, stage_dir: Path) -> NVEmbedModel:
+def stage_origin(config: RunConfig, completed: Sequence[int | str], number: int | str) -> int | str | None:
+    """The stage whose saved result stage `number` starts from (None: the base).
+
+    The stage before it in `config.stages`; for a run configured with stage 2 alone, stage 1 when an earlier
+    invocation of the same output directory completed it.
+    """
+    index = config.stages.index(number)
+    if index:
+        return config.stages[index - 1]
+    if number == 2 and 1 in completed:
+        return 1
+    return None
+
+
+def begin_stage(model: NVEmbedModel, config: RunConfig, number: int | str) -> str:
+    """Mark what stage `number` trains (LoRA added with the stage's seed, or the full linear weights);
+    return the fingerprint of the model the stage starts from (its checkpoints' identity)."""
+    start_fingerprint = model.fingerprint
+    if not has_lora(model):
+        seed_everything(config.seed + (stage_seed(number) if isinstance(number, str) else number))
+        prepare_trainable(model, config.model)
+    return start_fingerprint
+
+
+def stage_start_model(config: RunConfig, precision: Precision, out: Path, completed: Sequence[int | str],
+                      number: int | str) -> tuple[NVEmbedModel, str]:
+    """The model stage `number` of the run in `out` starts from, built as `run` builds it (the base,
+    truncated and latent-initialised as configured, or the previous stage's saved result), then prepared
+    by `begin_stage` (its trainable parameters are exactly those of the stage's checkpoints), and the
+    fingerprint the stage's checkpoints name."""
+    origin = stage_origin(config, completed, number)
+    if origin is None:
+        seed_everything(config.seed)
+        model = load_base(config.model, precision)
+    else:
+        model = reload_stage(config, precision, out / stage_label(origin))
+    return model, begin_stage(model, config, number)
+
+
+def reload_stage(config: RunConfig, precision: Precision, stage_dir: Path) -> NVEmbedModel:
     """A finished stage's model: its merged checkpoint, or the base plus its adapter when kept apart."""
     gc.collect()
     if precision.device.type == "cuda":

@@ -173,3 +173,12 @@ def test_calibrate_refuses_a_stand_in_or_missing_set(tmp_path):
         calibrate.main(["--model", "default", "--beir", str(tmp_path)])
     with pytest.raises(SystemExit, match="model directory"):
         calibrate.write_block(str(tmp_path / "nothing"), {})
+
+
+def test_a_stale_block_of_this_model_warns_and_falls_back(model_dir, caplog):
+    """Weights changed after calibration (e.g. a re-export): the block is not used, and the log says so."""
+    _set_block(model_dir, {"fingerprint": "measured-before", "fusion": {"method": "zscore", "dense_weight": 0.9,
+                                                                        "keyword_weight": 0.1}})
+    with caplog.at_level("WARNING", logger="index.fusion"):
+        assert model_fusion(_load(model_dir)) == SAFE_DEFAULT
+    assert "measured-before" in caplog.text and "python -m index.calibrate" in caplog.text
