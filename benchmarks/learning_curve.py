@@ -192,7 +192,13 @@ def update(run_dir: Path, out: Path, markdown: Path | None = None, beir: Sequenc
     rows = [r for r in read_rows(out) if r.get("run") == mine]
     completed = run_data.get("completed", [])
     new = []
-    for point in pending(run_dir, config, completed, rows, min_gap, snapshots):
+    tried: set[tuple[str, int | str, int]] = set()
+    while True:  # listed afresh after every point: an evaluation outlasts the run's oldest checkpoints
+        point = next((p for p in pending(run_dir, config, completed, rows, min_gap, snapshots)
+                      if (p.kind, p.stage, p.step) not in tried), None)
+        if point is None:
+            break
+        tried.add((point.kind, point.stage, point.step))
         label = f"{stage_label(point.stage)} step {point.step} ({point.kind})"
         print(f"[curve] evaluating {label} ...", file=sys.stderr, flush=True)
         try:
