@@ -269,14 +269,15 @@ class NVEmbedModel(nn.Module):
         was_training = self.training
         self.eval()
         device = self.device
-        int8 = int8_kernels.int8_inference(self._int8 and device.type == "cpu")
+        use_int8 = self._int8 and device.type == "cpu"
+        int8 = int8_kernels.int8_inference(use_int8)
         with int8, tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress) as bar:
             start = 0
             while start < len(order):
                 chunk = order[start : start + batch_size]
                 batch = collate([rows[i] for i in chunk], self.tokenizer.pad_token_id, pool_start).to(device)
                 try:
-                    emb = self(batch.input_ids, batch.attention_mask, batch.pool_mask)
+                    emb = self._embed_batch(batch, use_int8)
                 except torch.OutOfMemoryError:
                     if batch_size == 1:
                         raise
@@ -289,6 +290,13 @@ class NVEmbedModel(nn.Module):
                 bar.update(len(chunk))
         self.train(was_training)
         return out
+
+    def _embed_batch(self, batch: EncodedBatch, skip_padding: bool) -> torch.Tensor:
+        """`forward` for inference; with `skip_padding`, int8 layers compute the real tokens' rows only."""
+        mask = batch.attention_mask if skip_padding else None
+        with int8_kernels.skip_padding(mask):
+            hidden = self.embedding_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        return self.latent_attention_model(hidden.last_hidden_state, batch.pool_mask)
 
     # ----------------------------------------------------------------- saving
 

@@ -40,7 +40,7 @@ def test_folded_cross_attention_equals_the_unfolded_one(heads, dim_head):
                                    cross_dim_head=dim_head)
     pooling = LatentAttentionPooling(config).eval()
     hidden, mask = torch.randn(3, 11, 32), torch.ones(3, 11, dtype=torch.long)
-    mask[1, 7:] = 0
+    mask[1, 7:], mask[2, :3] = 0, 0  # padding, and an instruction prefix left out of the pool
     pooling.fold_latents = False
     with torch.no_grad():
         reference = pooling(hidden, mask)
@@ -115,6 +115,42 @@ def test_int8_linear_computes_in_int8_only_inside_the_context_without_grad():
         with int8_inference():
             flipped = layer(x)
     assert _cosines(flipped.numpy(), F.linear(x, layer.weight, layer.bias).detach().numpy()).min() > 0.98
+
+
+def test_skip_padding_computes_only_the_real_rows_and_zeros_the_padding():
+    torch.manual_seed(4)
+    weight, bias = torch.randn(24, 40) * 0.1, torch.randn(24)
+    kernel = Int8Kernel(weight, bias)
+    x = torch.randn(3, 7, 40)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 4:], mask[2, 1:] = 0, 0
+    x[mask == 0] *= 6.0  # padding rows that would widen the activation scale (below the float-outlier ratio)
+    with int8_kernels.skip_padding(mask):
+        y = kernel(x, weight, bias)
+        other = kernel(x[:, :5], weight, bias)  # not token-aligned with the mask: every row computed
+    real = mask.bool()
+    torch.testing.assert_close(y[real], kernel.rows(x[real], weight, bias))  # exactly the real rows, alone
+    assert torch.equal(y[~real], torch.zeros_like(y[~real]))
+    assert other.shape == (3, 5, 24) and other[0, 4].abs().sum() > 0
+    reference = F.linear(x[real], weight, bias)
+    assert _cosines(y[real].numpy(), reference.numpy()).min() > 0.99
+
+
+def test_int8_encoding_ignores_what_the_padding_holds():
+    llama = tiny_model("llama", hidden_size=128, intermediate_size=344)
+    llama.int8 = True
+    batch = llama.tokenize(PASSAGES)
+    pad = batch.attention_mask == 0
+    assert pad.any()
+    changed = batch.input_ids.clone()
+    changed[pad] = 7  # another token in every padding position
+    other = type(batch)(changed, batch.attention_mask, batch.pool_mask)
+    with torch.inference_mode(), int8_inference():
+        a, b = llama._embed_batch(batch, True), llama._embed_batch(other, True)
+        padded_a, padded_b = llama._embed_batch(batch, False), llama._embed_batch(other, False)
+    assert torch.equal(a, b)  # the padding rows were never computed
+    assert not torch.equal(padded_a, padded_b)  # without skipping, they move the activation scales
+    np.testing.assert_allclose(llama.encode_passages(PASSAGES, batch_size=len(PASSAGES)), a.numpy(), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------- the model
