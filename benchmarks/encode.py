@@ -15,7 +15,7 @@ Variants (all the same model and batch size):
 through scripts/with-jemalloc.sh), all at the same time on the same cores, so both see the same load; ratios
 are against glibc's float32. The allocator is a property of the process, hence the children. The first
 child also measures quality (the allocator does not change a single bit of the vectors) and alone runs the
-padded baselines (`naive`, `ingest-float32`).
+float32 baselines; the other children run the int8 variants only.
 
 The passages are split into `--rounds` slices and every slice is encoded by every variant in turn (the order
 rotating), so a change of load on a shared machine hits all variants alike. Each time is reported as wall
@@ -172,8 +172,8 @@ def run_children(args: argparse.Namespace, argv: list[str]) -> dict:
         for number, name in enumerate(args.allocators):
             out = Path(tmp) / f"{name}.json"
             child = [a for a in argv if a != "--allocators" and a not in args.allocators]
-            # The padded baselines once is enough: they show what length-sorting gains, whatever the allocator.
-            variants = [v for v in args.variants if number == 0 or v not in ("naive", "ingest-float32")]
+            # The float32 baselines once is enough (glibc's are the reference); other allocators run int8 only.
+            variants = [v for v in args.variants if number == 0 or v.endswith("int8")]
             command = [sys.executable, str(Path(__file__).resolve()), *child, "--child-json", str(out),
                        "--variants", *variants] + ([] if number == 0 else ["--beir"])
             prefix = [str(ROOT / "scripts" / "with-jemalloc.sh")] if name == "jemalloc" else []
@@ -190,7 +190,9 @@ def run_children(args: argparse.Namespace, argv: list[str]) -> dict:
         if result["allocator"] != name:
             raise SystemExit(f"the {name} child ran with {result['allocator']}")
         for v, row in result["variants"].items():
-            merged["variants"][f"{v} ({name})"] = {**row, "quality": first["variants"].get(v, {}).get("quality", {})}
+            same = first["variants"].get(v, row)  # the same numbers: quality and agreement are the first child's
+            merged["variants"][f"{v} ({name})"] = {**row, "quality": same.get("quality", {}),
+                                                   "min_cosine": same["min_cosine"]}
     return merged
 
 

@@ -277,7 +277,9 @@ class NVEmbedModel(nn.Module):
                 chunk = order[start : start + batch_size]
                 batch = collate([rows[i] for i in chunk], self.tokenizer.pad_token_id, pool_start).to(device)
                 try:
-                    emb = self._embed_batch(batch, use_int8)
+                    # int8 layers compute the real tokens' rows only (exact: see int8.skip_padding)
+                    with int8_kernels.skip_padding(batch.attention_mask if use_int8 else None):
+                        emb = self(batch.input_ids, batch.attention_mask, batch.pool_mask)
                 except torch.OutOfMemoryError:
                     if batch_size == 1:
                         raise
@@ -290,13 +292,6 @@ class NVEmbedModel(nn.Module):
                 bar.update(len(chunk))
         self.train(was_training)
         return out
-
-    def _embed_batch(self, batch: EncodedBatch, skip_padding: bool) -> torch.Tensor:
-        """`forward` for inference; with `skip_padding`, int8 layers compute the real tokens' rows only."""
-        mask = batch.attention_mask if skip_padding else None
-        with int8_kernels.skip_padding(mask):
-            hidden = self.embedding_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        return self.latent_attention_model(hidden.last_hidden_state, batch.pool_mask)
 
     # ----------------------------------------------------------------- saving
 
