@@ -29,7 +29,9 @@ from app.state import (  # noqa: E402
     ModelLoadError,
     attach_model,
     job_manager,
+    load_encoder,
     model_loader,
+    model_ready,
     open_reader,
     resolve_model_source,
 )
@@ -122,24 +124,25 @@ def main() -> None:
     if not gate.admitted(cfg.password):
         return
     source = resolve_model_source(cfg.model, cfg.index_dir)
-    loader = model_loader(source, cfg.device)  # loads in the background: keyword search works meanwhile
-    if cfg.model_wait > 0 and not loader.done():
+    # The model loads on a background thread, started at the end of the first run at the latest (see
+    # app/state.py): keyword search, the index's figures and the documents list do not need it.
+    if cfg.model_wait > 0 and not model_ready(source, cfg.device):
+        loader = model_loader(source, cfg.device)
+        assert loader is not None
         with st.spinner(f"Loading the embedding model `{source}`…"), contextlib.suppress(TimeoutError, ModelLoadError):
             loader.result(timeout=cfg.model_wait)
     encoder = None
     try:
-        if loader.done():
-            encoder, _recorded = loader.result()
         with st.spinner(f"Opening the index (a new one waits for the embedding model `{source}`; the very first "
                         "start converts the default model once, about a minute)…"):
             reader = open_reader(str(cfg.index_dir), source, cfg.device)
-        if loader.done():
+        if model_ready(source, cfg.device):
             encoder = attach_model(reader, source, cfg.device)
     except ModelLoadError as exc:
         model_failed(cfg, source, exc)
         return
-    except ModelMismatchError as exc:
-        sidebar.render(cfg, source, encoder)
+    except ModelMismatchError as exc:  # raised once the model is loaded: the sidebar says which one it is
+        sidebar.render(cfg, source, load_encoder(source, cfg.device)[0])
         built_with = stored_model_source(cfg.index_dir)
         fix = (f"Start the app with that model (`streamlit run app/main.py -- --model {built_with}`), "
                if built_with else "Start the app with the model the index was built with (`-- --model PATH`), ")
@@ -169,6 +172,7 @@ def main() -> None:
         with tab_ingest, guard("the ingest forms"):
             encoder = wait_for_model(reader, source, cfg) if encoder is None else encoder
             ingest.render_forms(manager, encoder, source, cfg.uploads_dir, cfg.roots)
+    model_loader(source, cfg.device)  # the page is drawn: start loading the model now, if not yet
     with status, guard("the ingest status"):
         ingest.render_status(manager)  # last: it follows a job started by this run until it ends
 

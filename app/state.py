@@ -85,15 +85,38 @@ def _load(source: str, device: str | None) -> tuple[Any, str]:
     return encoder, recorded
 
 
-@st.cache_resource(show_spinner=False)
-def model_loader(source: str, device: str | None) -> ModelLoader:
-    """The model of (source, device), loading in the background from the first page view on."""
-    return ModelLoader(source, device)
+_LOADERS: dict[tuple[str, str | None], ModelLoader] = {}
+_LOADERS_LOCK = threading.Lock()
+
+
+def model_loader(source: str, device: str | None, start: bool = True) -> ModelLoader | None:
+    """The one loader of (source, device) in this server, started on first call (`start=False`: None if not
+    started yet). The first page starts it only after it has rendered: importing torch on a second thread
+    holds the interpreter lock for seconds, which would slow that first page down as much."""
+    with _LOADERS_LOCK:
+        loader = _LOADERS.get((source, device))
+        if loader is None and start:
+            loader = _LOADERS[(source, device)] = ModelLoader(source, device)
+        return loader
+
+
+def clear_loaders() -> None:
+    """Forget every loader (tests; a loaded model stays in memory while something refers to it)."""
+    with _LOADERS_LOCK:
+        _LOADERS.clear()
 
 
 def load_encoder(source: str, device: str | None) -> tuple[Any, str]:
     """(encoder, source string to record in the index), waiting for the model if it is still loading."""
-    return model_loader(source, device).result()
+    loader = model_loader(source, device)
+    assert loader is not None
+    return loader.result()
+
+
+def model_ready(source: str, device: str | None) -> bool:
+    """Whether the model of (source, device) is loaded (or failed to load), without starting it."""
+    loader = model_loader(source, device, start=False)
+    return loader is not None and loader.done()
 
 
 @st.cache_resource(show_spinner=False)
@@ -104,13 +127,12 @@ def open_reader(directory: str, source: str, device: str | None) -> Any:
     `attach_model` gives it the model later.
     """
     LOADS[f"index:{directory}:{source}"] += 1
-    loader = model_loader(source, device)
-    if not loader.done():
+    if not model_ready(source, device):
         try:
             return index.open(directory, create=False)
         except IndexNotFoundError:
             pass  # a new index is created with the model's identity: wait for it
-    encoder, recorded = loader.result()
+    encoder, recorded = load_encoder(source, device)
     return index.open(directory, encoder, model_source=recorded)
 
 

@@ -200,9 +200,10 @@ def measure_startups(workdir: Path, roots: dict[str, Path], starts: int, query: 
         if attempt % 2:
             order.reverse()
         for label, root in order:
+            number = list(roots).index(label)
             with Browser(window=(1400, 1000)) as browser:
                 launched = time.perf_counter()
-                with serve(args, timeout=300, log_path=workdir / f"server-{label}.log", root=root) as url:
+                with serve(args, timeout=300, log_path=workdir / f"server-{number}.log", root=root) as url:
                     healthy = time.perf_counter() - launched
                     browser.goto(url + "/")
                     browser.wait_for_text("passages). ", timeout=300)

@@ -36,11 +36,11 @@ def slow_model(app_env, monkeypatch):
         return real(source, device)
 
     monkeypatch.setattr(state, "load_index_encoder", slow)
-    state.model_loader.clear()
+    state.clear_loaders()
     state.open_reader.clear()
     yield release
     release.set()
-    state.model_loader.clear()
+    state.clear_loaders()
     state.open_reader.clear()
 
 
@@ -75,7 +75,7 @@ def test_the_first_page_and_keyword_search_do_not_wait_for_the_model(make_app, s
 def test_a_new_index_waits_for_the_model(app_env, make_app, monkeypatch):
     monkeypatch.setenv("NVEMBED_MODEL", SOURCE)
     monkeypatch.setenv("NVEMBED_MODEL_WAIT", "0")
-    state.model_loader.clear()
+    state.clear_loaders()
     state.open_reader.clear()
     try:
         at = make_app().run()  # no index yet: it is created with the model's identity, so the page waits
@@ -83,7 +83,7 @@ def test_a_new_index_waits_for_the_model(app_env, make_app, monkeypatch):
         assert state.model_loader(SOURCE, None).done()
         assert "The index is empty" in page_text(at)
     finally:
-        state.model_loader.clear()
+        state.clear_loaders()
         state.open_reader.clear()
 
 
