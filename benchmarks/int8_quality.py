@@ -53,12 +53,27 @@ def main() -> None:
     parser.add_argument("--max-docs", type=int)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--only", choices=PRECISIONS,
+                        help="measure one precision only (e.g. int8 again after a change to the int8 kernels; "
+                             "float32 figures from an earlier run stay valid while the float path is unchanged)")
     args = parser.parse_args()
 
     model = NVEmbedModel.from_pretrained(args.model, device="cpu", int8=False)
     print(f"model {model.name} ({model.num_layers} layers, d={model.dimension}), fingerprint {model.fingerprint}",
           file=sys.stderr, flush=True)
     table: dict[str, dict] = {}
+    if args.only:
+        for path in args.beir:
+            data = load_beir(path, max_queries=args.max_queries, max_docs=args.max_docs)
+            model.int8 = args.only == "int8"
+            run = encode_set(model, data, args.batch_size)
+            table[data.name] = {**metrics(data, run)[0], "cpu_s": run["cpu_s"], "docs": len(data.corpus),
+                                "queries": len(data.queries)}
+            print(f"| {data.name} | {args.only} | nDCG@10 {table[data.name]['ndcg@10']:.4f} | R@100 "
+                  f"{table[data.name]['recall@100']:.3f} | {run['cpu_s']:.0f} CPU s |", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({args.only: table}, indent=2))
+        return
     for path in args.beir:
         data = load_beir(path, max_queries=args.max_queries, max_docs=args.max_docs)
         runs = {}

@@ -190,11 +190,13 @@ def test_int8_model_agrees_with_float32_on_queries_and_passages():
     np.testing.assert_allclose(llama.encode_passages(PASSAGES), ref_passages, atol=2e-6)
 
 
-def test_from_pretrained_uses_int8_only_when_asked(llama, tmp_path, monkeypatch):
+def test_from_pretrained_uses_int8_by_default_only_for_a_measured_model(llama, tmp_path, monkeypatch):
+    from encoder import model as model_module
+
     llama.save_pretrained(tmp_path / "m")
     monkeypatch.delenv("NVEMBED_INT8", raising=False)
     loaded = NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
-    assert not loaded.int8 and loaded.precision == "float32"  # opt-in until its dev-set cost is measured
+    assert not loaded.int8 and loaded.precision == "float32"  # its int8 cost was never measured
     assert NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu", int8=True).int8
     monkeypatch.setenv("NVEMBED_INT8", "1")
     assert NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
@@ -202,6 +204,17 @@ def test_from_pretrained_uses_int8_only_when_asked(llama, tmp_path, monkeypatch)
     monkeypatch.setenv("NVEMBED_INT8", "maybe")
     with pytest.raises(ValueError, match="NVEMBED_INT8"):
         NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
+    # A model whose cost was measured (as the shipped default's is): int8 on a CPU unless told otherwise.
+    monkeypatch.setitem(model_module.INT8_MEASURED, loaded.fingerprint, "this test")
+    monkeypatch.delenv("NVEMBED_INT8")
+    measured = NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
+    assert measured.int8 and measured.precision == "int8"
+    assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu", int8=False).int8
+    monkeypatch.setenv("NVEMBED_INT8", "0")
+    assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
+    monkeypatch.setattr(int8_kernels, "available", lambda: False)  # no onnxruntime: float32, no error
+    monkeypatch.delenv("NVEMBED_INT8")
+    assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
 
 
 def test_int8_needs_onnxruntime(llama, monkeypatch):
@@ -221,6 +234,9 @@ def test_the_default_in_int8_ranks_real_passages_as_float32_does():
         pytest.skip(f"{data} not present")
     passages = [json.loads(line)["text"] for line in (data / "corpus.jsonl").open()][:96]
     queries = [json.loads(line)["text"] for line in (data / "queries.jsonl").open()][:24]
+    assert NVEmbedModel.from_pretrained("default", device="cpu").precision == "int8", (
+        "the shipped default is no longer int8 on a CPU: if it changed, measure its int8 cost "
+        "(python benchmarks/int8_quality.py) and add its fingerprint to encoder.model.INT8_MEASURED")
     model = NVEmbedModel.from_pretrained("default", device="cpu", int8=False)
     ref_p, ref_q = model.encode_passages(passages), model.encode_queries(queries)
     model.int8 = True
