@@ -224,7 +224,7 @@ def test_int8_needs_onnxruntime(llama, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_default_in_int8_ranks_real_passages_as_float32_does():
+def test_the_default_in_int8_ranks_real_passages_as_float32_does(monkeypatch):
     """The real default on 96 Cranfield abstracts and 24 of its queries: int8 against float32."""
     import json
     from pathlib import Path
@@ -234,6 +234,7 @@ def test_the_default_in_int8_ranks_real_passages_as_float32_does():
         pytest.skip(f"{data} not present")
     passages = [json.loads(line)["text"] for line in (data / "corpus.jsonl").open()][:96]
     queries = [json.loads(line)["text"] for line in (data / "queries.jsonl").open()][:24]
+    monkeypatch.delenv("NVEMBED_INT8", raising=False)  # tests/conftest.py sets 0 for the parity tests
     assert NVEmbedModel.from_pretrained("default", device="cpu").precision == "int8", (
         "the shipped default is no longer int8 on a CPU: if it changed, measure its int8 cost "
         "(python benchmarks/int8_quality.py) and add its fingerprint to encoder.model.INT8_MEASURED")
@@ -241,8 +242,10 @@ def test_the_default_in_int8_ranks_real_passages_as_float32_does():
     ref_p, ref_q = model.encode_passages(passages), model.encode_queries(queries)
     model.int8 = True
     got_p, got_q = model.encode_passages(passages), model.encode_queries(queries)
-    assert _cosines(got_p, ref_p).mean() > 0.99 and _cosines(got_p, ref_p).min() > 0.98
-    assert _cosines(got_q, ref_q).mean() > 0.99 and _cosines(got_q, ref_q).min() > 0.98
+    # Bounds from the full dev sets (benchmarks/int8_quality.py, docs/benchmarks.md): passages 0.993-0.994
+    # mean, 0.958 min; queries (instruction-prefixed, short) 0.990 mean, 0.965 min.
+    assert _cosines(got_p, ref_p).mean() > 0.99 and _cosines(got_p, ref_p).min() > 0.95
+    assert _cosines(got_q, ref_q).mean() > 0.985 and _cosines(got_q, ref_q).min() > 0.96
     spearman = [np.corrcoef(np.argsort(np.argsort(g)), np.argsort(np.argsort(w)))[0, 1]
                 for g, w in zip(got_q @ got_p.T, ref_q @ ref_p.T, strict=True)]
     assert np.mean(spearman) > 0.95 and min(spearman) > 0.85
