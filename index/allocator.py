@@ -2,7 +2,7 @@
 
 Why this file exists: glibc's allocator hands the large activation buffers of every encoder batch back to the
 kernel and faults them in again on the next one; jemalloc keeps them. Measured on the default model in
-int8 (docs/benchmarks.md, "Encoder on a CPU"): about a fifth less CPU time per passage; training gained
+int8 (docs/benchmarks.md, "Encoder on a CPU"): 10-20% less CPU time per passage; training gained
 1.4-1.6x (scripts/with-jemalloc.sh). The allocator must be in place before the process starts, hence the
 re-execution, done at the start of the command before anything heavy is imported.
 
