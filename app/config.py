@@ -11,6 +11,10 @@
 | `--budget TOKENS`   | `NVEMBED_RAG_BUDGET`   | 2000 (size of the RAG context block)                     |
 | `--allow-dir DIR`   | `NVEMBED_ALLOW_DIRS`   | none: only the uploads folder may be ingested as a folder |
 | (password)          | `NVEMBED_APP_PASSWORD` | none; required when the app listens beyond 127.0.0.1      |
+| `--model-wait S`    | `NVEMBED_MODEL_WAIT`   | 0: the first page shows at once, the model loads meanwhile |
+
+`--model-wait S`: how long the first page waits for the model before it is shown without it (keyword search,
+the index's figures; a semantic search waits for the model). 0 shows the page at once.
 
 `--allow-dir` is repeatable (the variable takes directories separated by `:`); see `app/security.py`.
 
@@ -34,6 +38,7 @@ MODEL_ENV = "NVEMBED_MODEL"
 DEVICE_ENV = "NVEMBED_DEVICE"
 UPLOAD_DIR_ENV = "NVEMBED_UPLOAD_DIR"
 BUDGET_ENV = "NVEMBED_RAG_BUDGET"
+MODEL_WAIT_ENV = "NVEMBED_MODEL_WAIT"
 
 DEFAULT_BUDGET = 2000
 
@@ -49,6 +54,7 @@ class AppConfig:
     model: str | None = None  # None: the model recorded in the index, else "default"
     device: str | None = None
     budget: int = DEFAULT_BUDGET
+    model_wait: float = 0.0  # seconds the first page waits for the model before it is shown without it
     allow_dirs: tuple[Path, ...] = ()  # folders (besides the uploads folder) the folder ingest may read
     password: str | None = field(default=None, repr=False)  # the app's password, if any
     unknown_args: tuple[str, ...] = field(default=())
@@ -76,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--uploads", default=None)
     p.add_argument("--budget", default=None)
+    p.add_argument("--model-wait", default=None)
     p.add_argument("--allow-dir", action="append", default=[])
     return p
 
@@ -117,7 +124,16 @@ def load_config(argv: list[str] | None = None, environ: dict[str, str] | None = 
             raise ConfigError(f"--budget / ${BUDGET_ENV} must be a number of tokens, got {raw_budget!r}") from None
         if budget < 64:
             raise ConfigError(f"--budget / ${BUDGET_ENV} must be at least 64 tokens, got {budget}")
+    raw_wait = args.model_wait or env.get(MODEL_WAIT_ENV) or None
+    model_wait = 0.0
+    if raw_wait is not None:
+        try:
+            model_wait = float(raw_wait)
+        except ValueError:
+            raise ConfigError(f"--model-wait / ${MODEL_WAIT_ENV} must be a number of seconds, got {raw_wait!r}") from None
+        if not 0 <= model_wait < float("inf"):
+            raise ConfigError(f"--model-wait / ${MODEL_WAIT_ENV} must be 0 or more seconds, got {raw_wait!r}")
     allow = [Path(p).expanduser() for p in args.allow_dir + parse_allow_dirs(env.get(ALLOW_DIRS_ENV))]
     return AppConfig(index_dir=index_dir, uploads_dir=uploads_dir, model=model, device=device, budget=budget,
-                     allow_dirs=tuple(allow), password=env.get(APP_PASSWORD_ENV) or None,
+                     model_wait=model_wait, allow_dirs=tuple(allow), password=env.get(APP_PASSWORD_ENV) or None,
                      unknown_args=tuple(unknown))

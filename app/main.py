@@ -25,7 +25,16 @@ from app import gate  # noqa: E402
 from app.components import TAB_KEY, TABS, documents, ingest, rag, results, search, sidebar  # noqa: E402
 from app.config import AppConfig, ConfigError, load_config, script_args  # noqa: E402
 from app.render import CSS, esc, md  # noqa: E402
-from app.state import ModelLoadError, job_manager, load_encoder, open_reader, resolve_model_source  # noqa: E402
+from app.state import (  # noqa: E402
+    ModelLoadError,
+    attach_model,
+    job_manager,
+    load_encoder,
+    model_loader,
+    model_ready,
+    open_reader,
+    resolve_model_source,
+)
 from index.cli import stored_model_source  # noqa: E402
 from index.errors import IndexStoreError, ModelMismatchError  # noqa: E402
 from index.grouping import collapse  # noqa: E402
@@ -51,7 +60,19 @@ def header() -> None:
                 "</div>")
 
 
-def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.SearchOutcome | None:
+def model_failed(cfg: AppConfig, source: str, exc: Exception) -> None:
+    sidebar.render(cfg, source, model_error=str(exc))
+    st.error(f"The model could not be loaded: {md(exc)}. Start the app with another one "
+             "(`streamlit run app/main.py -- --model PATH`, or `NVEMBED_MODEL=PATH`).", icon=":material/error:")
+
+
+def wait_for_model(reader: Any, source: str, cfg: AppConfig) -> Any:
+    """The model, attached to the reader, waiting for it if it is still loading (errors as on open)."""
+    with st.spinner(f"Loading the embedding model `{source}`…"):
+        return attach_model(reader, source, cfg.device)
+
+
+def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig, source: str) -> search.SearchOutcome | None:
     req = search.render_form()
     if stats.documents == 0:
         if req.query:
@@ -66,6 +87,8 @@ def search_tab(reader: Any, encoder: Any, stats: Any, cfg: AppConfig) -> search.
                    "meaning, **keyword** exact words, **hybrid** both. The search goes into the page address, "
                    "so it can be shared.")
         return None
+    if encoder is None and req.mode != "keyword":
+        encoder = wait_for_model(reader, source, cfg)  # a semantic or hybrid search needs the model
     outcome = search.run_search(reader, req, stats.generation)
     if outcome.error:
         st.error(f"The search failed: {md(outcome.error)}", icon=":material/error:")
@@ -101,19 +124,25 @@ def main() -> None:
     if not gate.admitted(cfg.password):
         return
     source = resolve_model_source(cfg.model, cfg.index_dir)
+    # The model loads on a background thread, started at the end of the first run at the latest (see
+    # app/state.py): keyword search, the index's figures and the documents list do not need it.
+    if cfg.model_wait > 0 and not model_ready(source, cfg.device):
+        loader = model_loader(source, cfg.device)
+        assert loader is not None
+        with st.spinner(f"Loading the embedding model `{source}`…"), contextlib.suppress(TimeoutError, ModelLoadError):
+            loader.result(timeout=cfg.model_wait)
+    encoder = None
     try:
-        with st.spinner(f"Loading the embedding model `{source}`… (the very first start converts the default "
-                        "model once, about a minute)"):
-            encoder, _recorded = load_encoder(source, cfg.device)
+        with st.spinner(f"Opening the index (a new one waits for the embedding model `{source}`; the very first "
+                        "start converts the default model once, about a minute)…"):
+            reader = open_reader(str(cfg.index_dir), source, cfg.device)
+        if model_ready(source, cfg.device):
+            encoder = attach_model(reader, source, cfg.device)
     except ModelLoadError as exc:
-        sidebar.render(cfg, source, model_error=str(exc))
-        st.error(f"The model could not be loaded: {md(exc)}. Start the app with another one "
-                 "(`streamlit run app/main.py -- --model PATH`, or `NVEMBED_MODEL=PATH`).", icon=":material/error:")
+        model_failed(cfg, source, exc)
         return
-    try:
-        reader = open_reader(str(cfg.index_dir), source, cfg.device)
-    except ModelMismatchError as exc:
-        sidebar.render(cfg, source, encoder)
+    except ModelMismatchError as exc:  # raised once the model is loaded: the sidebar says which one it is
+        sidebar.render(cfg, source, load_encoder(source, cfg.device)[0])
         built_with = stored_model_source(cfg.index_dir)
         fix = (f"Start the app with that model (`streamlit run app/main.py -- --model {built_with}`), "
                if built_with else "Start the app with the model the index was built with (`-- --model PATH`), ")
@@ -127,20 +156,23 @@ def main() -> None:
         return
     stats = reader.stats()
     manager = job_manager(str(cfg.index_dir))
-    sidebar.render(cfg, source, encoder, stats)
+    sidebar.render(cfg, source, encoder, stats, model_loading=encoder is None)
 
     status = st.container()
     # Only the open tab is computed (a search does not rebuild the documents table, and so on).
     tab_search, tab_ingest, tab_docs = st.tabs(list(TABS.values()), key=TAB_KEY, on_change="rerun")
     if tab_search.open:
         with tab_search, guard("the search"):
-            search_tab(reader, encoder, stats, cfg)
+            search_tab(reader, encoder, stats, cfg, source)
     if tab_docs.open:
         with tab_docs, guard("the documents table"):
+            encoder = wait_for_model(reader, source, cfg) if encoder is None else encoder
             documents.render(reader, manager, encoder, source, stats.generation)
     if tab_ingest.open:
         with tab_ingest, guard("the ingest forms"):
+            encoder = wait_for_model(reader, source, cfg) if encoder is None else encoder
             ingest.render_forms(manager, encoder, source, cfg.uploads_dir, cfg.roots)
+    model_loader(source, cfg.device)  # the page is drawn: start loading the model now, if not yet
     with status, guard("the ingest status"):
         ingest.render_status(manager)  # last: it follows a job started by this run until it ends
 

@@ -78,10 +78,14 @@ def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None,
 
 @contextlib.contextmanager
 def serve(app_args: Sequence[str] = (), env: dict[str, str] | None = None, port: int | None = None,
-          timeout: float = 120, theme: str | None = None, log_path: Path | None = None) -> Iterator[str]:
-    """Start `streamlit run app/main.py` headless on 127.0.0.1; yields its base URL; stops it afterwards."""
+          timeout: float = 120, theme: str | None = None, log_path: Path | None = None,
+          root: Path | None = None) -> Iterator[str]:
+    """Start `streamlit run app/main.py` headless on 127.0.0.1; yields its base URL; stops it afterwards.
+
+    `root`: another checkout of this repository to run the app of (the start-up benchmark compares two)."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(MAIN), "--server.headless", "true",
+    root = Path(root) if root is not None else ROOT
+    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), "--server.headless", "true",
            "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
     if theme:
@@ -89,7 +93,7 @@ def serve(app_args: Sequence[str] = (), env: dict[str, str] | None = None, port:
     cmd += ["--", *app_args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

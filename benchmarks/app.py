@@ -22,6 +22,11 @@ results on an index of about 10,000 passages. Optionally, the README screenshot.
    are in the page. The search call's own time (the facade's `search`, query embedding included) is read from the summary
    line the app shows. The same
    is measured without a browser through `streamlit.testing.v1.AppTest` (submit, one script run).
+   `--startup-only --compare DIR` times only start-ups, alternating between this checkout's app and the one
+   in DIR (another checkout, e.g. `git worktree add /tmp/old <commit>`), `--starts` of each, in the same
+   browser setup and minutes. Besides the first usable page, it types a semantic query into that first page
+   at once and times until its results are in ("first semantic results", from the launch): the model has to
+   be loaded by then, wherever it was loaded.
 4. `--screenshot PATH`: a separate small index of `--screenshot-docs` Cranfield documents embedded by the
    real default model (real vectors), a hybrid search opened from a URL, and a 1400x1000 screenshot
    (also PATH with -dark before the suffix, in the dark theme).
@@ -184,6 +189,37 @@ def measure_browser(workdir: Path, starts: int, qs: list[str]) -> dict:
     return out
 
 
+def measure_startups(workdir: Path, roots: dict[str, Path], starts: int, query: str) -> dict[str, list[dict]]:
+    """Start-up of each checkout's app, alternating (see the module docstring, 2.)."""
+    from app.testing import Browser, serve
+
+    out: dict[str, list[dict]] = {label: [] for label in roots}
+    args = ["--index", str(workdir / "index"), "--uploads", str(workdir / "uploads")]
+    for attempt in range(starts):
+        order = list(roots.items())
+        if attempt % 2:
+            order.reverse()
+        for label, root in order:
+            number = list(roots).index(label)
+            with Browser(window=(1400, 1000)) as browser:
+                launched = time.perf_counter()
+                with serve(args, timeout=300, log_path=workdir / f"server-{number}.log", root=root) as url:
+                    healthy = time.perf_counter() - launched
+                    browser.goto(url + "/")
+                    browser.wait_for_text("passages). ", timeout=300)
+                    browser.wait_for("!!document.querySelector('input[aria-label=\"Query\"]')", timeout=60)
+                    browser.wait_idle(timeout=300, settle=0.3)
+                    usable = time.perf_counter() - launched - 0.3
+                    browser.type_and_submit('input[aria-label="Query"]', query)  # semantic: the default mode
+                    browser.wait_for(summary_and_cards(query, K), timeout=300, poll=0.05)
+                    semantic = time.perf_counter() - launched
+            out[label].append({"server_healthy_s": healthy, "first_usable_page_s": usable,
+                               "first_semantic_results_s": semantic})
+            print(f"{label} start {attempt + 1}: healthy {healthy:.1f} s, first usable page {usable:.1f} s, "
+                  f"first semantic results {semantic:.1f} s", flush=True)
+    return out
+
+
 def measure_apptest(workdir: Path, qs: list[str]) -> dict:
     os.environ["NVEMBED_INDEX_DIR"] = str(workdir / "index")
     os.environ["NVEMBED_UPLOAD_DIR"] = str(workdir / "uploads")
@@ -249,8 +285,28 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--screenshot-docs", type=int, default=120)
     parser.add_argument("--skip-timing", action="store_true", help="only build the index / take the screenshot")
+    parser.add_argument("--startup-only", action="store_true", help="time start-ups only (see 2.)")
+    parser.add_argument("--compare", type=Path, help="with --startup-only: another checkout to alternate with")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.startup_only:
+        built = build_index(args.workdir, args.chunks)
+        print(f"index: {built['documents']} documents, {built['chunks']} passages", flush=True)
+        roots = {"this checkout": ROOT, **({f"{args.compare}": args.compare.resolve()} if args.compare else {})}
+        before = os.getloadavg()
+        runs = measure_startups(args.workdir, roots, args.starts, queries(1)[0])
+        print(json.dumps({"load_average_before": before, "load_average_after": os.getloadavg(), "runs": runs},
+                         indent=2))
+        print(f"\nload average (1 min) before {before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+        print("| app | starts | server healthy | first usable page (median, min-max) | first semantic results |\n"
+              "|---|---:|---:|---:|---:|")
+        for label, rows in runs.items():
+            def cell(key: str, rows: list[dict] = rows) -> str:
+                values = [r[key] for r in rows]
+                return f"{statistics.median(values):.1f} s ({min(values):.1f}-{max(values):.1f})"
+            print(f"| {label} | {len(rows)} | {cell('server_healthy_s')} | {cell('first_usable_page_s')} | "
+                  f"{cell('first_semantic_results_s')} |")
+        return
 
     report: dict = {"cpu_cores": os.cpu_count(), "load_average_before": os.getloadavg()}
     if not args.skip_timing:

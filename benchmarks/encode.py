@@ -6,7 +6,16 @@ Variants (all the same model and batch size):
   cross-attention computed as written (what a DataLoader loop gives);
 - `float32`: `encode_passages` as it was before int8: length-sorted batches, float32, unfolded latents;
 - `float32-folded`: the same with the latent cross-attention folded into two linear layers (exact);
-- `int8`: folded latents and int8 linear layers (onnxruntime): the shipped CPU default.
+- `int8`: folded latents and int8 linear layers (onnxruntime) that skip padding rows: the shipped CPU default;
+- `ingest-float32` and `ingest-int8`: what an ingest does with each configuration: the passages in input
+  order, handed to `encode_passages` in the ingest's slices (2 x `IngestConfig.batch_size` passages, each
+  sorted by length within, batches of `IngestConfig.batch_size`), so padding is what an ingest really pays.
+
+`--allocators glibc jemalloc` runs the variants in one child process per allocator (the jemalloc one started
+through scripts/with-jemalloc.sh), all at the same time on the same cores, so both see the same load; ratios
+are against glibc's float32. The allocator is a property of the process, hence the children. The first
+child also measures quality (the allocator does not change a single bit of the vectors) and alone runs the
+float32 baselines; the other children run the int8 variants only.
 
 The passages are split into `--rounds` slices and every slice is encoded by every variant in turn (the order
 rotating), so a change of load on a shared machine hits all variants alike. Each time is reported as wall
@@ -14,15 +23,18 @@ clock and as this process's CPU time (what the variant costs, less the time othe
 Quality: nDCG@10 and recall@100 on a BEIR-layout dev subset (`--beir`), per numeric variant.
 
     python benchmarks/encode.py [--model default] [--n 512] [--batch-size 16] [--rounds 4] \
-        [--beir ../shared/data/eval/cranfield --max-queries 50 --max-docs 300]
+        [--beir ../shared/data/eval/cranfield --max-queries 50 --max-docs 300] [--allocators glibc jemalloc]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +50,8 @@ from encoder.tokenization import collate, token_ids  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPORA = {"cranfield": SHARED / "eval" / "cranfield" / "corpus.jsonl",
            "medquad": SHARED / "train" / "medquad" / "pairs.jsonl"}
-VARIANTS = ("naive", "float32", "float32-folded", "int8")
+VARIANTS = ("naive", "float32", "float32-folded", "int8", "ingest-float32", "ingest-int8")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_passages(n: int, seed: int = 0, corpus: str = "medquad") -> list[str]:
@@ -62,8 +75,18 @@ def naive_encode(model: NVEmbedModel, texts: list[str], batch_size: int, max_len
 
 def configure(model: NVEmbedModel, variant: str) -> None:
     """Put the model in a variant's numeric configuration."""
-    model.int8 = variant == "int8"
-    model.latent_attention_model.fold_latents = variant in ("float32-folded", "int8")
+    model.int8 = variant.endswith("int8")
+    model.latent_attention_model.fold_latents = variant in ("float32-folded", "int8", "ingest-int8")
+
+
+def ingest_encode(model: NVEmbedModel, texts: list[str], max_length: int) -> np.ndarray:
+    """The encoder calls of an ingest (index/pipeline.py `embed`): input order, slices of 2 x batch_size."""
+    from index.config import IngestConfig
+
+    batch = IngestConfig().batch_size
+    step = 2 * batch
+    return np.concatenate([model.encode_passages(texts[lo : lo + step], batch_size=batch, max_length=max_length,
+                                                 show_progress=False) for lo in range(0, len(texts), step)])
 
 
 def runner(model: NVEmbedModel, variant: str, batch_size: int, max_length: int) -> Callable[[list[str]], np.ndarray]:
@@ -71,6 +94,8 @@ def runner(model: NVEmbedModel, variant: str, batch_size: int, max_length: int) 
         configure(model, variant)
         if variant == "naive":
             return naive_encode(model, texts, batch_size, max_length)
+        if variant.startswith("ingest-"):
+            return ingest_encode(model, texts, max_length)
         return model.encode_passages(texts, batch_size=batch_size, max_length=max_length, show_progress=False)
     return run
 
@@ -106,7 +131,7 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
     sets = [load_beir(path, max_queries=max_queries, max_docs=max_docs) for path in beir]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for v in variants:
-        if v == "naive":
+        if v == "naive" or v.startswith("ingest-"):
             continue
         configure(model, v)
         table[v] = {}
@@ -114,9 +139,83 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
             metrics = evaluate_beir(model, data, batch_size=batch_size)
             table[v][path.name] = {"ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"]}
         print(f"[encode] quality {v}: {json.dumps(table[v])}", file=sys.stderr, flush=True)
-    if "naive" in variants and "float32" in table:
-        table["naive"] = table["float32"]
+    for v, same in (("naive", "float32"), ("ingest-float32", "float32"), ("ingest-int8", "int8")):
+        if v in variants and same in table:  # the same numbers in another order: the same vectors, up to rounding
+            table[v] = table[same]
     return table
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every variant's times, vectors' agreement and quality in this process."""
+    model = NVEmbedModel.from_pretrained(args.model, device="cpu")
+    texts = load_passages(args.n, corpus=args.corpus)
+    lengths = [len(r) for r in token_ids(model.tokenizer, texts, "", args.max_length)]
+    results = measure(model, texts, list(args.variants), args.batch_size, args.max_length, args.rounds)
+    scores = quality(model, list(args.variants), args.beir, args.max_queries, args.max_docs, args.batch_size)
+    reference = results.get("float32", next(iter(results.values())))
+    variants = {v: {"wall_s": r["wall"], "cpu_s": r["cpu"], "quality": scores.get(v, {}),
+                    "min_cosine": float((r["vectors"] * reference["vectors"]).sum(axis=1).min())}
+                for v, r in results.items()}
+    return {"model": f"{model.name} ({model.num_layers} layers, d={model.dimension})", "n": args.n,
+            "tokens": sum(lengths), "lengths": [min(lengths), int(np.median(lengths)), max(lengths)],
+            "threads": torch.get_num_threads(), "allocator": allocator(), "variants": variants}
+
+
+def allocator() -> str:
+    return "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"
+
+
+def run_children(args: argparse.Namespace, argv: list[str]) -> dict:
+    """One child per allocator, all started at once; the first also measures quality."""
+    children, outputs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for number, name in enumerate(args.allocators):
+            out = Path(tmp) / f"{name}.json"
+            child = [a for a in argv if a != "--allocators" and a not in args.allocators]
+            # The float32 baselines once is enough (glibc's are the reference); other allocators run int8 only.
+            variants = [v for v in args.variants if number == 0 or v.endswith("int8")]
+            command = [sys.executable, str(Path(__file__).resolve()), *child, "--child-json", str(out),
+                       "--variants", *variants] + ([] if number == 0 else ["--beir"])
+            prefix = [str(ROOT / "scripts" / "with-jemalloc.sh")] if name == "jemalloc" else []
+            env = {**os.environ, "REQUIRE_JEMALLOC": "1"} if name == "jemalloc" else dict(os.environ)
+            children.append(subprocess.Popen(prefix + command, env=env))
+            outputs.append((name, out))
+        for child in children:
+            if child.wait() != 0:
+                raise SystemExit(f"a benchmark child failed (exit {child.returncode})")
+        runs = {name: json.loads(out.read_text()) for name, out in outputs}
+    first = runs[args.allocators[0]]
+    merged = {**first, "variants": {}}
+    for name, result in runs.items():
+        if result["allocator"] != name:
+            raise SystemExit(f"the {name} child ran with {result['allocator']}")
+        for v, row in result["variants"].items():
+            same = first["variants"].get(v, row)  # the same numbers: quality and agreement are the first child's
+            merged["variants"][f"{v} ({name})"] = {**row, "quality": same.get("quality", {}),
+                                                   "min_cosine": same["min_cosine"]}
+    return merged
+
+
+def print_table(result: dict, args: argparse.Namespace) -> None:
+    rows = result["variants"]
+    base_key = next((k for k in rows if k.split(" ")[0] == "float32"), next(iter(rows)))
+    base = rows[base_key]
+    low, median, high = result["lengths"]
+    print(f"model {result['model']}, cpu, {result['threads']} torch threads; {result['n']} {args.corpus} passages, "
+          f"{result['tokens']} tokens (min {low}, median {median}, max {high}), batch {args.batch_size}, "
+          f"max_length {args.max_length}, {args.rounds} interleaved slices")
+    subset = f" (subset: {args.max_queries} queries, {args.max_docs} docs)" if args.beir else ""
+    names = [p.name for p in args.beir]
+    print(f"quality on{subset}: {', '.join(names) or 'not measured'}; ratios against {base_key}")
+    head = "| variant | wall s | CPU s | passages/s (CPU) | tokens/s (CPU) | vs float32 (CPU) | vs float32 (wall) | " \
+           "min cosine to float32 | " + " | ".join(f"{n} nDCG@10 | {n} R@100" for n in names)
+    print(head + " |\n|" + "---|" * (8 + 2 * len(names)))
+    for v, r in rows.items():
+        cells = [f"{r['quality'][n]['ndcg@10']:.3f} | {r['quality'][n]['recall@100']:.3f}" if n in r["quality"]
+                 else "– | –" for n in names]
+        print(f"| {v} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {result['n'] / r['cpu_s']:.2f} | "
+              f"{result['tokens'] / r['cpu_s']:.0f} | {base['cpu_s'] / r['cpu_s']:.2f}x | "
+              f"{base['wall_s'] / r['wall_s']:.2f}x | {r['min_cosine']:.4f} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -131,37 +230,19 @@ def main() -> None:
     parser.add_argument("--beir", type=Path, nargs="*", default=[], help="dev sets for the quality columns")
     parser.add_argument("--max-queries", type=int, default=50)
     parser.add_argument("--max-docs", type=int, default=300)
+    parser.add_argument("--allocators", nargs="+", choices=("glibc", "jemalloc"),
+                        help="one child process per allocator, run side by side (see above)")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
-
-    model = NVEmbedModel.from_pretrained(args.model, device="cpu")
-    texts = load_passages(args.n, corpus=args.corpus)
-    lengths = [len(r) for r in token_ids(model.tokenizer, texts, "", args.max_length)]
-    tokens = sum(lengths)
-    results = measure(model, texts, list(args.variants), args.batch_size, args.max_length, args.rounds)
-    scores = quality(model, list(args.variants), args.beir, args.max_queries, args.max_docs, args.batch_size)
-
-    reference = results.get("float32", next(iter(results.values())))
-    base = results.get("float32", next(iter(results.values())))
-    print(f"model {model.name} ({model.num_layers} layers, d={model.dimension}), cpu, {torch.get_num_threads()} "
-          f"torch threads; {args.n} {args.corpus} passages, {tokens} tokens (min {min(lengths)}, median "
-          f"{int(np.median(lengths))}, max {max(lengths)}), batch {args.batch_size}, max_length {args.max_length}, "
-          f"{args.rounds} interleaved slices")
-    subset = f" (subset: {args.max_queries} queries, {args.max_docs} docs)" if args.beir else ""
-    names = [p.name for p in args.beir]
-    print(f"quality on{subset}: {', '.join(names) or 'not measured'}; ratios against float32 (today's default)")
-    head = "| variant | wall s | CPU s | passages/s (CPU) | tokens/s (CPU) | vs float32 (CPU) | vs float32 (wall) | " \
-           "min cosine to float32 | " + " | ".join(f"{n} nDCG@10 | {n} R@100" for n in names)
-    print(head + " |\n|" + "---|" * (8 + 2 * len(names)))
-    table = {}
-    for v, r in results.items():
-        cos = float((r["vectors"] * reference["vectors"]).sum(axis=1).min())
-        cells = [f"{scores[v][n]['ndcg@10']:.3f} | {scores[v][n]['recall@100']:.3f}" for n in names]
-        print(f"| {v} | {r['wall']:.1f} | {r['cpu']:.1f} | {args.n / r['cpu']:.2f} | {tokens / r['cpu']:.0f} | "
-              f"{base['cpu'] / r['cpu']:.2f}x | {base['wall'] / r['wall']:.2f}x | {cos:.4f} | " + " | ".join(cells) + " |")
-        table[v] = {"wall_s": r["wall"], "cpu_s": r["cpu"], "min_cosine": cos, "quality": scores.get(v, {})}
+    parser.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
+    if args.child_json:
+        args.child_json.write_text(json.dumps(run(args)))
+        return
+    result = run_children(args, argv) if args.allocators else run(args)
+    print_table(result, args)
     if args.json:
-        args.json.write_text(json.dumps({"n": args.n, "tokens": tokens, "variants": table}, indent=2))
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

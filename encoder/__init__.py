@@ -2,22 +2,41 @@
 
 `load_model(name)` is the one way to turn a model name (`default`, `minilm`, `tiny`, a directory, a hub id)
 into a model: see `registry.py`.
+
+The names below are imported on first use (PEP 562), so `encoder.instructions` (plain strings, wanted by the
+app's search form) can be imported without importing torch and transformers, which take several seconds
+and are loaded by the model in the background while the app's first page is already usable.
 """
 
-from .instructions import INSTRUCTIONS, get_instruction, query_prefix
-from .latent_attention import LatentAttentionConfig, LatentAttentionPooling
-from .model import NVEmbedModel
-from .registry import NAMES_HELP, ModelRef, load_model, resolve
+from __future__ import annotations
 
-__all__ = [
-    "INSTRUCTIONS",
-    "NAMES_HELP",
-    "LatentAttentionConfig",
-    "LatentAttentionPooling",
-    "ModelRef",
-    "NVEmbedModel",
-    "get_instruction",
-    "load_model",
-    "query_prefix",
-    "resolve",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "INSTRUCTIONS": "instructions",
+    "get_instruction": "instructions",
+    "query_prefix": "instructions",
+    "LatentAttentionConfig": "latent_attention",
+    "LatentAttentionPooling": "latent_attention",
+    "NVEmbedModel": "model",
+    "NAMES_HELP": "registry",
+    "ModelRef": "registry",
+    "load_model": "registry",
+    "resolve": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'encoder' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

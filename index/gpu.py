@@ -9,13 +9,24 @@ This module deliberately does not import faiss, so it can be benchmarked on a ma
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# Device files of a GPU driver torch can use (NVIDIA, NVIDIA under WSL, AMD ROCm).
+GPU_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
 
 def cuda_available() -> bool:
-    """True when torch is importable and sees a CUDA device."""
+    """True when torch is importable and sees a CUDA device.
+
+    Without any GPU driver on the machine the answer is False without importing torch: that import takes
+    seconds, and the app's first page asks where searches run before anything else needs torch.
+    """
+    if "torch" not in sys.modules and not any(Path(f).exists() for f in GPU_DEVICE_FILES):
+        return False
     try:
         import torch
     except ImportError:

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
-exec .venv/bin/streamlit run app/main.py "$@"
+# Under jemalloc when libjemalloc2 is installed: the app's ingests embed with less CPU time (docs/benchmarks.md).
+exec scripts/with-jemalloc.sh .venv/bin/streamlit run app/main.py "$@"

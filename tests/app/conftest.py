@@ -25,6 +25,9 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.delenv("NVEMBED_APP_TIMING", raising=False)
     monkeypatch.setenv("NVEMBED_ALLOW_DIRS", str(env["docs"]))  # folder ingest reads only allowed roots
     monkeypatch.delenv("NVEMBED_APP_PASSWORD", raising=False)
+    # The first page waits for the model, as before background loading: these tests follow one sequence.
+    # tests/app/test_startup.py checks the page without the model (the default, NVEMBED_MODEL_WAIT=0).
+    monkeypatch.setenv("NVEMBED_MODEL_WAIT", "600")
     return env
 
 

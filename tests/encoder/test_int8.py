@@ -40,7 +40,7 @@ def test_folded_cross_attention_equals_the_unfolded_one(heads, dim_head):
                                    cross_dim_head=dim_head)
     pooling = LatentAttentionPooling(config).eval()
     hidden, mask = torch.randn(3, 11, 32), torch.ones(3, 11, dtype=torch.long)
-    mask[1, 7:] = 0
+    mask[1, 7:], mask[2, :3] = 0, 0  # padding, and an instruction prefix left out of the pool
     pooling.fold_latents = False
     with torch.no_grad():
         reference = pooling(hidden, mask)
@@ -117,6 +117,46 @@ def test_int8_linear_computes_in_int8_only_inside_the_context_without_grad():
     assert _cosines(flipped.numpy(), F.linear(x, layer.weight, layer.bias).detach().numpy()).min() > 0.98
 
 
+def test_skip_padding_computes_only_the_real_rows_and_zeros_the_padding():
+    torch.manual_seed(4)
+    weight, bias = torch.randn(24, 40) * 0.1, torch.randn(24)
+    kernel = Int8Kernel(weight, bias)
+    x = torch.randn(3, 7, 40)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 4:], mask[2, 1:] = 0, 0
+    x[mask == 0] *= 6.0  # padding rows that would widen the activation scale (below the float-outlier ratio)
+    with int8_kernels.skip_padding(mask):
+        y = kernel(x, weight, bias)
+        other = kernel(x[:, :5], weight, bias)  # not token-aligned with the mask: every row computed
+    real = mask.bool()
+    torch.testing.assert_close(y[real], kernel.rows(x[real], weight, bias))  # exactly the real rows, alone
+    assert torch.equal(y[~real], torch.zeros_like(y[~real]))
+    assert other.shape == (3, 5, 24) and other[0, 4].abs().sum() > 0
+    reference = F.linear(x[real], weight, bias)
+    assert _cosines(y[real].numpy(), reference.numpy()).min() > 0.99
+
+
+def test_int8_encoding_ignores_what_the_padding_holds():
+    llama = tiny_model("llama", hidden_size=128, intermediate_size=344)
+    llama.int8 = True
+    batch = llama.tokenize(PASSAGES)
+    pad = batch.attention_mask == 0
+    assert pad.any()
+    changed = batch.input_ids.clone()
+    changed[pad] = 7  # another token in every padding position
+    other = type(batch)(changed, batch.attention_mask, batch.pool_mask)
+    def embed(b, skip):
+        with int8_kernels.skip_padding(b.attention_mask if skip else None):
+            return llama(b.input_ids, b.attention_mask, b.pool_mask)
+
+    with torch.inference_mode(), int8_inference():
+        a, b = embed(batch, True), embed(other, True)
+        padded_a, padded_b = embed(batch, False), embed(other, False)
+    assert torch.equal(a, b)  # the padding rows were never computed
+    assert not torch.equal(padded_a, padded_b)  # without skipping, they move the activation scales
+    np.testing.assert_allclose(llama.encode_passages(PASSAGES, batch_size=len(PASSAGES)), a.numpy(), atol=1e-6)
+
+
 # ------------------------------------------------------------------------------- the model
 
 
@@ -150,11 +190,13 @@ def test_int8_model_agrees_with_float32_on_queries_and_passages():
     np.testing.assert_allclose(llama.encode_passages(PASSAGES), ref_passages, atol=2e-6)
 
 
-def test_from_pretrained_uses_int8_only_when_asked(llama, tmp_path, monkeypatch):
+def test_from_pretrained_uses_int8_by_default_only_for_a_measured_model(llama, tmp_path, monkeypatch):
+    from encoder import model as model_module
+
     llama.save_pretrained(tmp_path / "m")
     monkeypatch.delenv("NVEMBED_INT8", raising=False)
     loaded = NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
-    assert not loaded.int8 and loaded.precision == "float32"  # opt-in until its dev-set cost is measured
+    assert not loaded.int8 and loaded.precision == "float32"  # its int8 cost was never measured
     assert NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu", int8=True).int8
     monkeypatch.setenv("NVEMBED_INT8", "1")
     assert NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
@@ -162,6 +204,17 @@ def test_from_pretrained_uses_int8_only_when_asked(llama, tmp_path, monkeypatch)
     monkeypatch.setenv("NVEMBED_INT8", "maybe")
     with pytest.raises(ValueError, match="NVEMBED_INT8"):
         NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
+    # A model whose cost was measured (as the shipped default's is): int8 on a CPU unless told otherwise.
+    monkeypatch.setitem(model_module.INT8_MEASURED, loaded.fingerprint, "this test")
+    monkeypatch.delenv("NVEMBED_INT8")
+    measured = NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
+    assert measured.int8 and measured.precision == "int8"
+    assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu", int8=False).int8
+    monkeypatch.setenv("NVEMBED_INT8", "0")
+    assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
+    monkeypatch.setattr(int8_kernels, "available", lambda: False)  # no onnxruntime: float32, no error
+    monkeypatch.delenv("NVEMBED_INT8")
+    assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
 
 
 def test_int8_needs_onnxruntime(llama, monkeypatch):
@@ -171,7 +224,7 @@ def test_int8_needs_onnxruntime(llama, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_default_in_int8_ranks_real_passages_as_float32_does():
+def test_the_default_in_int8_ranks_real_passages_as_float32_does(monkeypatch):
     """The real default on 96 Cranfield abstracts and 24 of its queries: int8 against float32."""
     import json
     from pathlib import Path
@@ -181,12 +234,18 @@ def test_the_default_in_int8_ranks_real_passages_as_float32_does():
         pytest.skip(f"{data} not present")
     passages = [json.loads(line)["text"] for line in (data / "corpus.jsonl").open()][:96]
     queries = [json.loads(line)["text"] for line in (data / "queries.jsonl").open()][:24]
+    monkeypatch.delenv("NVEMBED_INT8", raising=False)  # tests/conftest.py sets 0 for the parity tests
+    assert NVEmbedModel.from_pretrained("default", device="cpu").precision == "int8", (
+        "the shipped default is no longer int8 on a CPU: if it changed, measure its int8 cost "
+        "(python benchmarks/int8_quality.py) and add its fingerprint to encoder.model.INT8_MEASURED")
     model = NVEmbedModel.from_pretrained("default", device="cpu", int8=False)
     ref_p, ref_q = model.encode_passages(passages), model.encode_queries(queries)
     model.int8 = True
     got_p, got_q = model.encode_passages(passages), model.encode_queries(queries)
-    assert _cosines(got_p, ref_p).mean() > 0.99 and _cosines(got_p, ref_p).min() > 0.98
-    assert _cosines(got_q, ref_q).mean() > 0.99 and _cosines(got_q, ref_q).min() > 0.98
+    # Bounds from the full dev sets (benchmarks/int8_quality.py, docs/benchmarks.md): passages 0.993-0.994
+    # mean, 0.958 min; queries (instruction-prefixed, short) 0.990 mean, 0.965 min.
+    assert _cosines(got_p, ref_p).mean() > 0.99 and _cosines(got_p, ref_p).min() > 0.95
+    assert _cosines(got_q, ref_q).mean() > 0.985 and _cosines(got_q, ref_q).min() > 0.96
     spearman = [np.corrcoef(np.argsort(np.argsort(g)), np.argsort(np.argsort(w)))[0, 1]
                 for g, w in zip(got_q @ got_p.T, ref_q @ ref_p.T, strict=True)]
     assert np.mean(spearman) > 0.95 and min(spearman) > 0.85

@@ -119,3 +119,29 @@ def test_vector_index_options_change_only_what_is_asked(built, capsys):
     assert _run(ingest_cli, [str(docs), "--index", str(ix), "--nprobe", "8", "-q"], capsys)[0] == 0
     record = stored_record(ix)
     assert (record.vector_kind, record.nprobe) == ("ivf", 8)
+
+
+def test_the_ingest_command_runs_under_jemalloc_when_it_is_installed(tmp_path):
+    from index.allocator import jemalloc_env, jemalloc_library
+
+    docs = tmp_path / "docs"
+    mixed_folder(docs)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for key in ("NVEMBED_JEMALLOC", "NVEMBED_JEMALLOC_TRIED", "LD_PRELOAD", "MALLOC_CONF"):
+        env.pop(key, None)
+    ran = {}
+    for setting in ("", "0"):
+        env["NVEMBED_JEMALLOC"] = setting
+        proc = subprocess.run([sys.executable, "-m", "index.ingest", str(docs), "--index", str(tmp_path / "ix"),
+                               "--model", "hash:64", "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        ran[setting] = json.loads(proc.stdout)["allocator"]
+    assert ran["0"] == "libc"
+    assert ran[""] == ("jemalloc" if jemalloc_library() else "libc")
+    # The decision itself: once only, never over an existing jemalloc preload, off with NVEMBED_JEMALLOC=0.
+    assert jemalloc_env({}, "libjemalloc.so.2")["LD_PRELOAD"] == "libjemalloc.so.2"
+    assert jemalloc_env({"LD_PRELOAD": "a.so"}, "j.so")["LD_PRELOAD"] == "j.so:a.so"
+    assert jemalloc_env({"NVEMBED_JEMALLOC_TRIED": "1"}, "j.so") is None
+    assert jemalloc_env({"LD_PRELOAD": "/x/libjemalloc.so.2"}, "j.so") is None
+    assert jemalloc_env({"NVEMBED_JEMALLOC": "0"}, "j.so") is None
+    assert jemalloc_env({}, None) is None

@@ -68,6 +68,27 @@ def test_wrong_model_is_an_error_naming_both_and_reindex_reembeds(open_index, in
         index.open(index_dir, encoder)
 
 
+def test_a_reader_opened_without_the_model_gets_it_later(open_index, index_dir, docs, encoder):
+    unique = mixed_folder(docs)
+    ix = open_index()
+    ix.ingest(docs)
+    ix.close()
+    with index.open(index_dir) as reader:  # as the app opens it while the model is still loading
+        sentence = unique["guide.md"]
+        assert reader.search(sentence, k=1, mode="keyword")[0].path.endswith("guide.md")
+        with pytest.raises(InvalidInputError, match="need the model"):
+            reader.search(sentence, k=1, mode="dense")
+        other = HashEncoder(dimension=32, max_length=40, seed=5, name="other-model")
+        with pytest.raises(ModelMismatchError, match="other-model"):
+            reader.attach_encoder(other)
+        assert reader.encoder is None  # a refused model is not kept
+        reader.attach_encoder(encoder)
+        reader.attach_encoder(encoder)  # the same one again: nothing to do
+        assert reader.search(sentence, k=1, mode="dense")[0].path.endswith("guide.md")
+        with pytest.raises(InvalidInputError, match="already has a model"):
+            reader.attach_encoder(HashEncoder(dimension=64, max_length=128))
+
+
 def _chunks(ix):
     from sqlalchemy import select
 
