@@ -64,3 +64,24 @@ def worker(rank: int, world: int, init_file: str, base: str, data: dict, tmp: st
         run(config)
     finally:
         dist.destroy_process_group()
+
+
+def _rank(rank: int, init_file: str, base: str, data: dict, tmp: str) -> None:
+    worker(rank, 2, init_file, base, data, tmp)
+
+
+def main(argv: list[str]) -> None:
+    """Two ranks from a fresh interpreter: the test suite's process carries state (imports, threads of
+    in-process app tests) that a spawned child inherits through its preparation data."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    init_file, base, data, tmp = argv
+    mp.spawn(_rank, args=(init_file, base, json.loads(data), tmp), nprocs=2, join=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

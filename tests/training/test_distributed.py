@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
-import torch.multiprocessing as mp
 
 from encoder.checkpoint import iter_tensors
 from training.two_stage import run
 
 from ._ddp_worker import build, capture_step
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -18,7 +24,8 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def test_two_processes_equal_one_on_the_combined_batch(tmp_path, tiny_base, data_files):
     data = {k: str(v) for k, v in data_files.items()}
-    mp.spawn(_entry, args=(str(tmp_path / "init"), str(tiny_base), data, str(tmp_path)), nprocs=2, join=True)
+    subprocess.run([sys.executable, "-m", "tests.training._ddp_worker", str(tmp_path / "init"), str(tiny_base),
+                    json.dumps(data), str(tmp_path)], cwd=ROOT, check=True, timeout=600)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for chunk in (None, 3):
         model, config, datasets = build(str(tiny_base), data, str(tmp_path / "single"), chunk)
@@ -60,9 +67,3 @@ def pytest_approx(value: float):
     import pytest
 
     return pytest.approx(value, rel=1e-5)
-
-
-def _entry(rank: int, init_file: str, base: str, data: dict, tmp: str) -> None:
-    from tests.training._ddp_worker import worker
-
-    worker(rank, 2, init_file, base, data, tmp)
