@@ -71,8 +71,8 @@ def _rank(rank: int, init_file: str, base: str, data: dict, tmp: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Two ranks from a fresh interpreter: the test suite's process carries state (imports, threads of
-    in-process app tests) that a spawned child inherits through its preparation data."""
+    """Two ranks from a fresh interpreter, as torchrun starts them. Spawned from the suite's own process
+    after the in-process app tests, a rank failed to import transformers (cause not pinned down)."""
     import json
 
     import torch.multiprocessing as mp
