@@ -32,6 +32,10 @@ from ..security import ApiKeys, SecurityError
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/health",)  # answered without a key
+# An over-limit body up to this many bytes past the limit is read and dropped before the 413 goes out: a
+# client still sending when the server answers and closes gets a broken pipe instead of the error. Larger
+# bodies are refused at once (the connection closes; a client that sent only headers still reads the 413).
+DRAIN_BEYOND_LIMIT = 8_000_000
 
 
 class ApiError(Exception):
@@ -125,6 +129,15 @@ async def _send_error(send: Any, status: int, body: dict[str, Any], headers: lis
     await send({"type": "http.response.body", "body": data})
 
 
+async def _drain(receive: Any, budget: int = DRAIN_BEYOND_LIMIT) -> None:
+    """Read and drop the rest of a request body, at most `budget` bytes (then the connection just closes)."""
+    while budget > 0:
+        message = await receive()
+        if message.get("type") != "http.request" or not message.get("more_body", False):
+            return
+        budget -= len(message.get("body", b""))
+
+
 class GuardMiddleware:
     """API keys and body size, checked before routing (so MCP at /mcp is covered too).
 
@@ -160,6 +173,8 @@ class GuardMiddleware:
             except ValueError:
                 too_big = True
             if too_big:
+                if length.isdigit() and int(length) <= limit + DRAIN_BEYOND_LIMIT:
+                    await _drain(receive, int(length))
                 await _send_error(send, 413, error_body(413, f"request body is over the limit of {limit / 1e6:g} MB",
                                                         code="request_too_large"))
                 return
@@ -171,6 +186,8 @@ class GuardMiddleware:
             if message.get("type") == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive, limit + DRAIN_BEYOND_LIMIT - seen)
                     raise BodyTooLarge(limit)
             return message
 

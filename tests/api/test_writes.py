@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -48,7 +51,22 @@ def test_upload_over_the_size_limit_is_refused(keyed, corpus):
     assert status == 403 and "over the upload limit of 0.02 MB" in err["error"]["message"]
     assert not (corpus / "uploads" / "big.txt").exists()
     status, err = upload(keyed, [("huge.txt", b"x" * 1_100_000)], WRITE_KEY)  # over the whole-request limit
-    assert status == 413
+    assert status == 413 and err["error"]["code"] == "request_too_large"
+    assert not (corpus / "uploads" / "huge.txt").exists()
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_sent(keyed):
+    """Headers only, declaring 100 GB: the 413 comes back without the server waiting for (or reading) a byte."""
+    host, port = urllib.parse.urlsplit(keyed).netloc.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/v1/documents")
+    for name, value in (("Authorization", f"Bearer {WRITE_KEY}"), ("Content-Length", str(100 * 10**9)),
+                        ("Content-Type", "multipart/form-data; boundary=x")):
+        conn.putheader(name, value)
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "request_too_large"
+    conn.close()
 
 
 def test_folder_ingest_only_under_allowed_roots(keyed, corpus):
