@@ -61,6 +61,7 @@ class StageConfig:
     num_negatives: int = 7  # hard negatives per query, sampled from each example's list
     learning_rate: float = 2e-5
     warmup_steps: int = 50  # linear warm-up, then linear decay to zero
+    decay_steps: int | None = None  # set: the peak holds, and only the last decay_steps decay (warm-up-stable-decay)
     weight_decay: float = 0.0  # 0 = Adam, as in the paper
     max_grad_norm: float | None = 1.0
     temperature: float = 0.02  # InfoNCE temperature (E5-Mistral's; the paper does not state NV-Embed's)
@@ -347,6 +348,9 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"{name}.max_length must be at least 8, got {stage.max_length}")
         if stage.num_negatives < 0 or stage.warmup_steps < 0:
             raise ConfigError(f"{name}: num_negatives and warmup_steps must not be negative")
+        if stage.decay_steps is not None and not 0 < stage.decay_steps <= stage.steps - stage.warmup_steps:
+            raise ConfigError(f"{name}.decay_steps {stage.decay_steps} must be between 1 and steps - warmup_steps "
+                              f"({stage.steps - stage.warmup_steps})")
         if stage.chunk_size is not None and stage.chunk_size < 1:
             raise ConfigError(f"{name}.chunk_size must be at least 1 (or null), got {stage.chunk_size}")
         if stage.temperature <= 0 or stage.learning_rate <= 0:

@@ -69,11 +69,18 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
 
-def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
-    """Learning-rate multiplier: linear warm-up over `warmup` steps, then linear decay to zero at `total`."""
+def linear_schedule(warmup: int, total: int, decay: int | None = None) -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then linear decay to zero at `total`.
+
+    With `decay`, warm-up-stable-decay instead: the peak holds until the last `decay` steps, which decay
+    linearly to zero. A run can then go on at its peak across sessions and branch a short cool-down from
+    any checkpoint (the same config with `steps` = that step + `decay`) to get a finished model.
+    """
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if decay is not None:
+            return min(1.0, max(0.0, (total - step) / decay))
         return max(0.0, (total - step) / max(1, total - warmup))
     return factor
 
@@ -116,7 +123,7 @@ class StageTrainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=stage.learning_rate, weight_decay=stage.weight_decay)
         self.budget_s = stage.max_minutes * 60 if stage.max_minutes else None
         self.elapsed_s = 0.0  # training time spent in this stage, across resumes (the budget counts it)
-        by_steps = linear_schedule(stage.warmup_steps, stage.steps)
+        by_steps = linear_schedule(stage.warmup_steps, stage.steps, stage.decay_steps)
 
         def factor(step: int) -> float:  # with a time budget the decay reaches zero when the budget is spent
             if self.budget_s is None or step < stage.warmup_steps:

@@ -54,6 +54,8 @@ def test_json_config(tmp_path, data_files):
     (["--chunk-size", "0"], "chunk_size must be at least 1"),
     (["--set", "stage1.distill_weight=-1"], "stage1: distill_weight must not be negative"),
     (["--set", "stage2.teacher_temperature=0"], "teacher_temperature must be positive"),
+    (["--stage1-steps", "100", "--set", "stage1.decay_steps=0"], "stage1.decay_steps 0 must be between 1 and"),
+    (["--stage1-steps", "100", "--set", "stage1.decay_steps=60"], "must be between 1 and steps - warmup_steps \\(50\\)"),
 ])
 def test_bad_values(data_files, args, message):
     base = ["--stage1-data", str(data_files["retrieval"]), "--stage2-data", str(data_files["sts"])]

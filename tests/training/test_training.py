@@ -69,6 +69,11 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert factor(6) == 0.0
 
 
+def test_warmup_stable_decay_holds_the_peak_until_the_last_steps():
+    factor = linear_schedule(warmup=2, total=10, decay=4)
+    assert [round(factor(s), 3) for s in range(11)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+
+
 def test_stage2_gets_a_fresh_optimizer(tiny, tiny_base, data_files, tmp_path):
     config = make_config(tiny_base, data_files, tmp_path / "run", steps=(2, 2))
     add_lora(tiny, config.model)

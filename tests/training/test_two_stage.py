@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,28 @@ def test_cli_reports_bad_data_with_file_and_line(tiny_base, data_files, tmp_path
     assert code == 2
     assert f"{bad}:1: unknown task 'ranking'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_cool_down_branches_from_a_checkpoint_of_a_run_at_its_peak(tiny_base, data_files, tmp_path):
+    """Warm-up-stable-decay: the long run holds its peak; a copy of one checkpoint, resumed with `steps` =
+    that step + `decay_steps`, decays to zero from there (scripts/cool-down.sh)."""
+    main_run = tmp_path / "long"
+    config = make_config(tiny_base, data_files, main_run, steps=(100, 4), save_every=2, stages=[1])
+    config.log_every = 1
+    config.stage1.decay_steps = 10
+    with pytest.raises(Stop):
+        run(config, hook=stop_at(1, 5))
+    lr = [r["lr"] for r in (json.loads(x) for x in (main_run / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lr[1:] == [pytest.approx(2e-3)] * (len(lr) - 1)  # after one warm-up step: the peak, held
+    branch = tmp_path / "cool"
+    (branch / "checkpoints").mkdir(parents=True)
+    step, checkpoint = list_checkpoints(main_run)[-1][1:]
+    assert step == 4
+    shutil.copytree(checkpoint, branch / "checkpoints" / checkpoint.name)
+    config.output_dir, config.resume = str(branch), True
+    config.stage1.steps, config.stage1.decay_steps = step + 4, 4
+    run(config)
+    rows = [json.loads(x) for x in (branch / "metrics.jsonl").read_text().splitlines()]
+    lr = [r["lr"] for r in rows if "lr" in r and r["step"] > step]
+    assert lr == [pytest.approx(2e-3 * f) for f in (1.0, 0.75, 0.5, 0.25)]
+    assert (branch / "stage1").is_dir() and not list_checkpoints(branch)
