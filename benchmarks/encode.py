@@ -51,6 +51,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPORA = {"cranfield": SHARED / "eval" / "cranfield" / "corpus.jsonl",
            "medquad": SHARED / "train" / "medquad" / "pairs.jsonl"}
 VARIANTS = ("naive", "float32", "float32-folded", "int8", "ingest-float32", "ingest-int8")
+BASELINE = "baseline-float32"  # --baseline-model's float32, beside this model's variants
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -101,9 +102,16 @@ def runner(model: NVEmbedModel, variant: str, batch_size: int, max_length: int) 
 
 
 def measure(model: NVEmbedModel, texts: list[str], variants: list[str], batch_size: int, max_length: int,
-            rounds: int) -> dict[str, dict]:
-    """Wall and CPU seconds of each variant over all texts, interleaved slice by slice; and the vectors."""
+            rounds: int, baseline: NVEmbedModel | None = None) -> dict[str, dict]:
+    """Wall and CPU seconds of each variant over all texts, interleaved slice by slice; and the vectors.
+
+    With `baseline` (another model), a `baseline-float32` variant joins the rotation: that model's
+    `float32` configuration, timed slice by slice beside the others.
+    """
     runs = {v: runner(model, v, batch_size, max_length) for v in variants}
+    if baseline is not None:
+        runs[BASELINE] = runner(baseline, "float32", batch_size, max_length)
+        variants = [BASELINE, *variants]
     for v in variants:  # warm-up: int8 kernels, the folded latents, allocator pools
         runs[v](texts[:4])
     results = {v: {"wall": 0.0, "cpu": 0.0, "vectors": []} for v in variants}
@@ -148,15 +156,21 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
 def run(args: argparse.Namespace) -> dict:
     """Every variant's times, vectors' agreement and quality in this process."""
     model = NVEmbedModel.from_pretrained(args.model, device="cpu")
+    baseline = NVEmbedModel.from_pretrained(args.baseline_model, device="cpu") if args.baseline_model else None
     texts = load_passages(args.n, corpus=args.corpus)
     lengths = [len(r) for r in token_ids(model.tokenizer, texts, "", args.max_length)]
-    results = measure(model, texts, list(args.variants), args.batch_size, args.max_length, args.rounds)
+    results = measure(model, texts, list(args.variants), args.batch_size, args.max_length, args.rounds, baseline)
     scores = quality(model, list(args.variants), args.beir, args.max_queries, args.max_docs, args.batch_size)
+    if baseline is not None:
+        scores[BASELINE] = quality(baseline, ["float32"], args.beir, args.max_queries, args.max_docs,
+                                   args.batch_size).get("float32", {})
     reference = results.get("float32", next(iter(results.values())))
     variants = {v: {"wall_s": r["wall"], "cpu_s": r["cpu"], "quality": scores.get(v, {}),
-                    "min_cosine": float((r["vectors"] * reference["vectors"]).sum(axis=1).min())}
+                    "min_cosine": None if v == BASELINE else  # another model: another vector space
+                    float((r["vectors"] * reference["vectors"]).sum(axis=1).min())}
                 for v, r in results.items()}
     return {"model": f"{model.name} ({model.num_layers} layers, d={model.dimension})", "n": args.n,
+            "baseline_model": f"{baseline.name} ({baseline.num_layers} layers)" if baseline is not None else None,
             "tokens": sum(lengths), "lengths": [min(lengths), int(np.median(lengths)), max(lengths)],
             "threads": torch.get_num_threads(), "allocator": allocator(), "variants": variants}
 
@@ -172,6 +186,8 @@ def run_children(args: argparse.Namespace, argv: list[str]) -> dict:
         for number, name in enumerate(args.allocators):
             out = Path(tmp) / f"{name}.json"
             child = [a for a in argv if a != "--allocators" and a not in args.allocators]
+            if number:  # the baseline runs once, in the first (glibc) child (the last --baseline-model wins)
+                child += ["--baseline-model", ""]
             # The float32 baselines once is enough (glibc's are the reference); other allocators run int8 only.
             variants = [v for v in args.variants if number == 0 or v.endswith("int8")]
             command = [sys.executable, str(Path(__file__).resolve()), *child, "--child-json", str(out),
@@ -200,6 +216,7 @@ def print_table(result: dict, args: argparse.Namespace) -> None:
     rows = result["variants"]
     base_key = next((k for k in rows if k.split(" ")[0] == "float32"), next(iter(rows)))
     base = rows[base_key]
+    other = next((r for k, r in rows.items() if k.split(" ")[0] == BASELINE), None)
     low, median, high = result["lengths"]
     print(f"model {result['model']}, cpu, {result['threads']} torch threads; {result['n']} {args.corpus} passages, "
           f"{result['tokens']} tokens (min {low}, median {median}, max {high}), batch {args.batch_size}, "
@@ -207,20 +224,27 @@ def print_table(result: dict, args: argparse.Namespace) -> None:
     subset = f" (subset: {args.max_queries} queries, {args.max_docs} docs)" if args.beir else ""
     names = [p.name for p in args.beir]
     print(f"quality on{subset}: {', '.join(names) or 'not measured'}; ratios against {base_key}")
-    head = "| variant | wall s | CPU s | passages/s (CPU) | tokens/s (CPU) | vs float32 (CPU) | vs float32 (wall) | " \
-           "min cosine to float32 | " + " | ".join(f"{n} nDCG@10 | {n} R@100" for n in names)
-    print(head + " |\n|" + "---|" * (8 + 2 * len(names)))
+    if other is not None:
+        print(f"{BASELINE}: {result['baseline_model']} in float32, timed in the same rotation")
+    extra = " vs baseline-float32 (CPU) |" if other is not None else ""
+    head = "| variant | wall s | CPU s | passages/s (CPU) | tokens/s (CPU) | vs float32 (CPU) | vs float32 (wall) |" \
+           f"{extra} min cosine to float32 | " + " | ".join(f"{n} nDCG@10 | {n} R@100" for n in names)
+    print(head + " |\n|" + "---|" * (8 + (other is not None) + 2 * len(names)))
     for v, r in rows.items():
         cells = [f"{r['quality'][n]['ndcg@10']:.3f} | {r['quality'][n]['recall@100']:.3f}" if n in r["quality"]
                  else "– | –" for n in names]
+        versus = f" {other['cpu_s'] / r['cpu_s']:.2f}x |" if other is not None else ""
+        cosine = "–" if r["min_cosine"] is None else f"{r['min_cosine']:.4f}"
         print(f"| {v} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {result['n'] / r['cpu_s']:.2f} | "
               f"{result['tokens'] / r['cpu_s']:.0f} | {base['cpu_s'] / r['cpu_s']:.2f}x | "
-              f"{base['wall_s'] / r['wall_s']:.2f}x | {r['min_cosine']:.4f} | " + " | ".join(cells) + " |")
+              f"{base['wall_s'] / r['wall_s']:.2f}x |{versus} {cosine} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--baseline-model", help="another model (e.g. an earlier default) timed in float32 in the "
+                                                 "same rotation, as `baseline-float32`")
     parser.add_argument("--corpus", choices=sorted(CORPORA), default="cranfield")
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=16)
