@@ -105,13 +105,15 @@ def measure(model: NVEmbedModel, texts: list[str], variants: list[str], batch_si
             rounds: int, baseline: NVEmbedModel | None = None) -> dict[str, dict]:
     """Wall and CPU seconds of each variant over all texts, interleaved slice by slice; and the vectors.
 
-    With `baseline` (another model), a `baseline-float32` variant joins the rotation: that model's
-    `float32` configuration, timed slice by slice beside the others.
+    With `baseline` (another model), `baseline-float32` (and `baseline-ingest-float32` when `ingest-float32`
+    is measured) join the rotation: that model as it ran before int8, timed slice by slice beside the others.
     """
     runs = {v: runner(model, v, batch_size, max_length) for v in variants}
     if baseline is not None:
-        runs[BASELINE] = runner(baseline, "float32", batch_size, max_length)
-        variants = [BASELINE, *variants]
+        extra = [v for v in ("float32", "ingest-float32") if v in variants] or ["float32"]
+        for v in extra:
+            runs[f"baseline-{v}"] = runner(baseline, v, batch_size, max_length)
+        variants = [f"baseline-{v}" for v in extra] + variants
     for v in variants:  # warm-up: int8 kernels, the folded latents, allocator pools
         runs[v](texts[:4])
     results = {v: {"wall": 0.0, "cpu": 0.0, "vectors": []} for v in variants}
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> dict:
                                    args.batch_size).get("float32", {})
     reference = results.get("float32", next(iter(results.values())))
     variants = {v: {"wall_s": r["wall"], "cpu_s": r["cpu"], "quality": scores.get(v, {}),
-                    "min_cosine": None if v == BASELINE else  # another model: another vector space
+                    "min_cosine": None if v.startswith("baseline-") else  # another model: another vector space
                     float((r["vectors"] * reference["vectors"]).sum(axis=1).min())}
                 for v, r in results.items()}
     return {"model": f"{model.name} ({model.num_layers} layers, d={model.dimension})", "n": args.n,
@@ -216,7 +218,12 @@ def print_table(result: dict, args: argparse.Namespace) -> None:
     rows = result["variants"]
     base_key = next((k for k in rows if k.split(" ")[0] == "float32"), next(iter(rows)))
     base = rows[base_key]
-    other = next((r for k, r in rows.items() if k.split(" ")[0] == BASELINE), None)
+    baselines = {k.split(" ")[0]: r for k, r in rows.items() if k.startswith("baseline-")}
+    other = baselines.get(BASELINE)
+
+    def baseline_of(variant: str) -> dict:  # an ingest row against the baseline's ingest, others its float32
+        kind = variant.split(" ")[0].removeprefix("baseline-")
+        return baselines.get("baseline-ingest-float32", other) if kind.startswith("ingest-") else other
     low, median, high = result["lengths"]
     print(f"model {result['model']}, cpu, {result['threads']} torch threads; {result['n']} {args.corpus} passages, "
           f"{result['tokens']} tokens (min {low}, median {median}, max {high}), batch {args.batch_size}, "
@@ -225,15 +232,16 @@ def print_table(result: dict, args: argparse.Namespace) -> None:
     names = [p.name for p in args.beir]
     print(f"quality on{subset}: {', '.join(names) or 'not measured'}; ratios against {base_key}")
     if other is not None:
-        print(f"{BASELINE}: {result['baseline_model']} in float32, timed in the same rotation")
-    extra = " vs baseline-float32 (CPU) |" if other is not None else ""
+        print(f"baseline-*: {result['baseline_model']} in float32, timed in the same rotation; 'vs baseline' is "
+              "against baseline-ingest-float32 for ingest rows, baseline-float32 for the others")
+    extra = " vs baseline (CPU) |" if other is not None else ""
     head = "| variant | wall s | CPU s | passages/s (CPU) | tokens/s (CPU) | vs float32 (CPU) | vs float32 (wall) |" \
            f"{extra} min cosine to float32 | " + " | ".join(f"{n} nDCG@10 | {n} R@100" for n in names)
     print(head + " |\n|" + "---|" * (8 + (other is not None) + 2 * len(names)))
     for v, r in rows.items():
         cells = [f"{r['quality'][n]['ndcg@10']:.3f} | {r['quality'][n]['recall@100']:.3f}" if n in r["quality"]
                  else "– | –" for n in names]
-        versus = f" {other['cpu_s'] / r['cpu_s']:.2f}x |" if other is not None else ""
+        versus = f" {baseline_of(v)['cpu_s'] / r['cpu_s']:.2f}x |" if other is not None else ""
         cosine = "–" if r["min_cosine"] is None else f"{r['min_cosine']:.4f}"
         print(f"| {v} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {result['n'] / r['cpu_s']:.2f} | "
               f"{result['tokens'] / r['cpu_s']:.0f} | {base['cpu_s'] / r['cpu_s']:.2f}x | "
