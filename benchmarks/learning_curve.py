@@ -85,15 +85,15 @@ def before_hours(run_dir: Path, config: RunConfig, stage: int | str) -> float:
 
 
 def pending(run_dir: Path, config: RunConfig, completed: Sequence[int | str], rows: list[dict[str, Any]],
-            min_gap: int, snapshots: Sequence[Path] = ()) -> list[Point]:
-    """What of the run is not evaluated yet, oldest first."""
+            min_gap: int, snapshots: Sequence[Path] = (), start: bool = True) -> list[Point]:
+    """What of the run is not evaluated yet, oldest first (`start=False`: not the starting model)."""
     done = {(r["stage"], r["step"]) for r in rows}
     last: dict[int | str, int] = {}
     for stage, step in done:
         last[stage] = max(last.get(stage, -10**9), step)
     points = []
     first = config.stages[0]
-    if (first, 0) not in done:
+    if start and (first, 0) not in done:
         points.append(Point("start", first, 0))
         last[first] = max(last.get(first, 0), 0)
     newest: dict[int | str, Point] = {}
@@ -173,7 +173,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def update(run_dir: Path, out: Path, markdown: Path | None = None, beir: Sequence[str] = (), min_gap: int = 0,
            snapshots: Sequence[Path] = (), max_queries: int | None = None, max_docs: int | None = None,
-           max_length: int | None = None) -> list[dict[str, Any]]:
+           max_length: int | None = None, start: bool = True) -> list[dict[str, Any]]:
     """Evaluate what is pending, append each row to `out` as soon as it is measured; return the new rows."""
     config, run_data = read_run(run_dir)
     eval_config = replace(config.eval, sts=None, banking77=None, at_stage_end=True)
@@ -194,7 +194,7 @@ def update(run_dir: Path, out: Path, markdown: Path | None = None, beir: Sequenc
     new = []
     tried: set[tuple[str, int | str, int]] = set()
     while True:  # listed afresh after every point: an evaluation outlasts the run's oldest checkpoints
-        point = next((p for p in pending(run_dir, config, completed, rows, min_gap, snapshots)
+        point = next((p for p in pending(run_dir, config, completed, rows, min_gap, snapshots, start)
                       if (p.kind, p.stage, p.step) not in tried), None)
         if point is None:
             break
@@ -239,12 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snapshots", nargs="+", type=Path, default=[], help="training.snapshot directories")
     parser.add_argument("--watch", type=float, help="keep polling the run every this many seconds")
     parser.add_argument("--core", type=int, default=1, help="CPU core to pin to (-1: leave the affinity)")
+    parser.add_argument("--no-start", action="store_true", help="skip the starting model (a cool-down branch "
+                                                                 "of scripts/cool-down.sh shares its source run's)")
     args = parser.parse_args(argv)
     pin(args.core)
     try:
         while True:
             update(args.run_dir, args.out, args.markdown, args.beir, args.min_gap, args.snapshots, args.max_queries,
-                   args.max_docs, args.max_length)
+                   args.max_docs, args.max_length, start=not args.no_start)
             mine = str(args.run_dir.resolve())
             print(table([r for r in read_rows(args.out) if r.get("run") == mine]), flush=True)
             if not args.watch:

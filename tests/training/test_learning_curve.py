@@ -61,6 +61,9 @@ def test_curve_follows_a_run_and_survives_deleted_checkpoints(tiny_base, data_fi
                  "--beir", str(dev), "--max-queries", "4"]) == 0
     assert "| stage1 | 6 |" in capsys.readouterr().out
     assert [r["step"] for r in read_rows(tmp_path / "other.jsonl")] == [0, 6]
+    assert main([str(out_dir), "--out", str(tmp_path / "branch.jsonl"), "--core", "-1", "--no-start",
+                 "--beir", str(dev), "--max-queries", "4"]) == 0  # a cool-down branch: no start row of its own
+    assert [r["step"] for r in read_rows(tmp_path / "branch.jsonl")] == [6]
     assert main([str(out_dir), "--out", str(curve), "--core", "-1", "--beir", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
     assert json.loads(curve.read_text().splitlines()[0])["run"] == str(Path(out_dir).resolve())
