@@ -176,24 +176,28 @@ class Int8Kernel:
             # Every row is written once: the real ones by the product, the padding ones with zeros (no
             # zero-filled buffer first: that was a full extra pass over the largest tensors).
             y = rows.new_empty(rows.shape[0], self.out_features)
-            y.index_copy_(0, tokens.real, self.rows(rows.index_select(0, tokens.real), weight, bias))
+            y.index_copy_(0, tokens.real, self.rows(rows.index_select(0, tokens.real), weight, bias, owned=True))
             y.index_fill_(0, tokens.pad, 0.0)
             return y.view(*lead, self.out_features).to(x.dtype)
         return self.rows(rows, weight, bias).view(*lead, self.out_features).to(x.dtype)
 
-    def rows(self, rows: torch.Tensor, weight: Weights, bias: Biases) -> torch.Tensor:
-        """(n, in) float32 -> (n, out) float32; rows far above the median row's peak are computed in float."""
+    def rows(self, rows: torch.Tensor, weight: Weights, bias: Biases, owned: bool = False) -> torch.Tensor:
+        """(n, in) float32 -> (n, out) float32; rows far above the median row's peak are computed in float.
+
+        The outlier rows are zeroed in the kernel's input rather than left out of it: the kernel's activation
+        range always includes 0, so the scale of the other rows, and so their results, are the same, and
+        the other rows need no gather and scatter. `owned`: `rows` is this call's own copy (zeroed in place).
+        """
         low, high = torch.aminmax(rows, dim=1)  # |x| max per row in one pass, no copy of x
         peaks = torch.maximum(high, low.neg_())
         outliers = peaks > OUTLIER_RATIO * peaks.median()
         if not bool(outliers.any()):
             return self.matmul(rows)
-        keep = (~outliers).nonzero().squeeze(1)
         wide = outliers.nonzero().squeeze(1)
-        y = rows.new_empty(rows.shape[0], self.out_features)
-        y.index_copy_(0, keep, self.matmul(rows.index_select(0, keep)))
-        y.index_copy_(0, wide, _float_linear(rows.index_select(0, wide), weight, bias))
-        return y
+        exact = _float_linear(rows.index_select(0, wide), weight, bias)
+        rows = rows if owned else rows.clone()
+        y = self.matmul(rows.index_fill_(0, wide, 0.0))
+        return y.index_copy_(0, wide, exact)
 
 
 def _float_linear(rows: torch.Tensor, weight: Weights, bias: Biases) -> torch.Tensor:

@@ -106,6 +106,24 @@ def test_int8_kernel_is_close_to_the_float_product_and_exact_on_outlier_rows():
     assert kernel(torch.zeros(0, 64), weight, bias).shape == (0, 48)
 
 
+@pytest.mark.parametrize("shift", [0.0, 3.0, -3.0])  # mixed signs, all positive, all negative
+def test_outlier_rows_leave_the_other_rows_as_if_they_were_not_there(shift):
+    torch.manual_seed(6)
+    weight, bias = torch.randn(40, 64) * 0.1, torch.randn(40)
+    kernel = Int8Kernel(weight, bias)
+    x = torch.randn(120, 64) + shift
+    x[[5, 90]] *= 60.0
+    before = x.clone()
+    keep = torch.ones(120, dtype=torch.bool)
+    keep[[5, 90]] = False
+    y = kernel.rows(x, weight, bias)
+    assert torch.equal(x, before)  # not the caller's tensor that is zeroed
+    assert torch.equal(y[keep], kernel.matmul(x[keep]))  # the same scale as without the outlier rows
+    torch.testing.assert_close(y[~keep], F.linear(x[~keep], weight, bias), atol=1e-4, rtol=1e-5)
+    owned = x.clone()
+    assert torch.equal(kernel.rows(owned, weight, bias, owned=True), y)
+
+
 def test_int8_linear_computes_in_int8_only_inside_the_context_without_grad():
     torch.manual_seed(3)
     layer = torch.nn.Linear(64, 32)
