@@ -26,6 +26,11 @@ others take their slice of it. With per-output-channel weight scales and one act
 (that of the shared input), that is the separate products to float rounding, at one activation
 quantisation, one outlier-row scan, one padding gather and one kernel call instead of three (or two).
 Anything not recognised keeps its separate layers.
+
+Packed MLPs: a recognised MLP acts on each token alone, so inside `skip_padding` it runs once on the batch's
+real rows, packed (N, d), and only its output is scattered back to the padded (B, T, d) layout: its wide
+intermediate tensors (gate, up, their product) are never scattered into padding and gathered again, and
+the activation and product skip the padding rows. The same rows and scales as before, so the same results.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import contextvars
 import copy
 import os
 import threading
+import types
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -319,6 +325,27 @@ FUSABLE = {
 }
 
 
+MLPS = {key for key, names in FUSABLE.items() if names == ("gate_proj", "up_proj")}
+
+
+def _packed_mlp_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A recognised MLP's forward (`MLPS`, set on the instance by `enable_int8`): inside `skip_padding`, the
+    class's own forward on the real rows only, scattered back with zeros in the padding rows."""
+    tokens = _TOKENS.get()
+    lead = tuple(x.shape[:-1])
+    if tokens is None or lead != tokens.shape or not _ACTIVE.get() or torch.is_grad_enabled():
+        return type(self).forward(self, x)
+    out = type(self).forward(self, x.reshape(-1, x.shape[-1]).index_select(0, tokens.real))  # (N, d)
+    y = out.new_empty(x.shape[:-1].numel(), out.shape[-1])
+    y.index_copy_(0, tokens.real, out)
+    y.index_fill_(0, tokens.pad, 0.0)
+    return y.view(*lead, out.shape[-1])
+
+
+def _is_packed(module: nn.Module) -> bool:
+    return getattr(module.__dict__.get("forward"), "__func__", None) is _packed_mlp_forward
+
+
 def _fusable(module: nn.Module) -> list[Int8Linear] | None:
     """The members of `module`'s fused product, or None when it is not a recognised attention or MLP."""
     names = FUSABLE.get((type(module).__module__, type(module).__name__))
@@ -338,7 +365,7 @@ def enable_int8(module: nn.Module, fuse: bool = True) -> int:
     """Turn every plain `nn.Linear` under `module` into an `Int8Linear` in place; returns how many.
 
     With `fuse`, the q/k/v and gate/up projections of recognised decoder layers (`FUSABLE`) are grouped into
-    fused products. Parameters and state-dict keys are unchanged, so this is safe on a model that is later
+    fused products, and their MLPs run packed inside `skip_padding` (see the module docstring). Parameters and state-dict keys are unchanged, so this is safe on a model that is later
     trained or saved.
     """
     count = 0
@@ -353,6 +380,8 @@ def enable_int8(module: nn.Module, fuse: bool = True) -> int:
                 group = FusedProducts(members)
                 for member in members:
                     member._int8_group = group
+            if (type(sub).__module__, type(sub).__name__) in MLPS and not _is_packed(sub):
+                sub.forward = types.MethodType(_packed_mlp_forward, sub)
     return count
 
 
@@ -364,7 +393,11 @@ def fused_groups(module: nn.Module) -> list[FusedProducts]:
 
 
 def unfuse(module: nn.Module) -> int:
-    """Give every grouped `Int8Linear` under `module` its own product again; returns how many groups."""
+    """Give every grouped `Int8Linear` under `module` its own product again, and MLPs their plain forward
+    (padding skipped layer by layer); returns how many groups."""
+    for sub in module.modules():
+        if _is_packed(sub):
+            del sub.__dict__["forward"]
     groups = fused_groups(module)
     for group in groups:
         for member in group.members:

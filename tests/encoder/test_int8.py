@@ -240,7 +240,11 @@ def test_fused_model_encodes_what_the_unfused_int8_model_does(arch):
     unfused = copy.deepcopy(model)
     copied = fused_groups(unfused)  # a deep copy has its own groups, of its own layers
     assert len(copied) == 2 * layers and copied[0].members[0] is unfused.embedding_model.layers[0].self_attn.q_proj
+    mlp, copied_mlp = model.embedding_model.layers[0].mlp, unfused.embedding_model.layers[0].mlp
+    assert mlp.forward.__func__ is int8_kernels._packed_mlp_forward  # MLPs run on the real rows only
+    assert copied_mlp.forward.__self__ is copied_mlp  # the copy's packed forward is bound to the copy
     assert unfuse(unfused) == 2 * layers and not fused_groups(unfused)
+    assert "forward" not in copied_mlp.__dict__  # back to the class's forward, padding skipped layer by layer
     fused_p, fused_q = model.encode_passages(PASSAGES, batch_size=3), model.encode_queries(QUERIES)
     plain_p, plain_q = unfused.encode_passages(PASSAGES, batch_size=3), unfused.encode_queries(QUERIES)
     np.testing.assert_allclose(fused_p, plain_p, atol=1e-6)
