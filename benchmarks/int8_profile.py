@@ -6,10 +6,11 @@ the model in a given configuration and reports, in thread CPU seconds:
 
 - per module kind (hooks): decoder attention blocks (projections + rotary + SDPA), their q/k/v/o projections,
   MLPs, norms, the latent layer, and what is left (embedding, masks, Python);
-- inside the int8 layers (`encoder.int8.Int8Kernel`, wrapped): onnxruntime session calls, the outlier-row
-  detection, the padding gather/scatter, and the outlier rows' float products; the number of kernel calls.
+- inside the int8 layers (`encoder.int8.Int8Kernel`, wrapped): the whole kernel call, `rows` (the outlier
+  scan and split plus the product) and `matmul` (the onnxruntime session call alone), and the number of
+  calls; kernel minus rows is the padding gather and scatter, rows minus matmul the outlier handling.
 
-    python benchmarks/int8_profile.py [--model default] [--n 64] [--batch-size 16] [--no-int8]
+    python benchmarks/int8_profile.py [--model default] [--n 64] [--batch-size 16] [--no-int8 | --no-fuse]
 
 Run it on a quiet core (`OMP_NUM_THREADS=1 taskset -c 1`); compare configurations within one machine state.
 """
@@ -86,11 +87,7 @@ def instrument(timer: Timer) -> None:
     kernel = int8_kernels.Int8Kernel
     kernel.matmul = timer.wrap("int8: onnxruntime matmul (incl. call)", kernel.matmul)
     kernel.__call__ = timer.wrap("int8: kernel total", kernel.__call__)
-    if hasattr(kernel, "rows"):
-        kernel.rows = timer.wrap("int8: rows (outlier split + matmul)", kernel.rows)
-    for name in ("outliers", "gather", "scatter", "float_rows"):
-        if hasattr(kernel, name):
-            setattr(kernel, name, timer.wrap(f"int8: {name}", getattr(kernel, name)))
+    kernel.rows = timer.wrap("int8: rows (outlier scan + matmul)", kernel.rows)
 
 
 def session_overhead(repeats: int = 2000) -> float:
@@ -114,7 +111,7 @@ def main() -> None:
     parser.add_argument("--no-fuse", action="store_true", help="int8 without fused q/k/v and gate/up products")
     args = parser.parse_args()
     model = NVEmbedModel.from_pretrained(args.model, device="cpu", int8=not args.no_int8)
-    if args.no_fuse and hasattr(int8_kernels, "unfuse"):
+    if args.no_fuse:
         int8_kernels.unfuse(model)
     texts = load_passages(args.n, corpus="cranfield")
     model.encode_passages(texts[:4], batch_size=args.batch_size, show_progress=False)  # builds the kernels
