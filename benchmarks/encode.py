@@ -6,7 +6,10 @@ Variants (all the same model and batch size):
   cross-attention computed as written (what a DataLoader loop gives);
 - `float32`: `encode_passages` as it was before int8: length-sorted batches, float32, unfolded latents;
 - `float32-folded`: the same with the latent cross-attention folded into two linear layers (exact);
-- `int8`: folded latents and int8 linear layers (onnxruntime) that skip padding rows: the shipped CPU default;
+- `int8`: folded latents and int8 linear layers (onnxruntime) that skip padding rows: the shipped CPU default
+  (q/k/v and gate/up fused into one product each, MLPs on the real rows only: encoder/int8.py);
+- `unfused-int8`: the same without the fused products and packed MLPs (every linear layer its own product,
+  padding skipped layer by layer), on a copy of the model: what the fusion buys, in the same run;
 - `ingest-float32` and `ingest-int8`: what an ingest does with each configuration: the passages in input
   order, handed to `encode_passages` in the ingest's slices (2 x `IngestConfig.batch_size` passages, each
   sorted by length within, batches of `IngestConfig.batch_size`), so padding is what an ingest really pays.
@@ -29,6 +32,7 @@ Quality: nDCG@10 and recall@100 on a BEIR-layout dev subset (`--beir`), per nume
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -45,12 +49,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoder import NVEmbedModel  # noqa: E402
+from encoder import int8 as int8_kernels  # noqa: E402
 from encoder.tokenization import collate, token_ids  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPORA = {"cranfield": SHARED / "eval" / "cranfield" / "corpus.jsonl",
            "medquad": SHARED / "train" / "medquad" / "pairs.jsonl"}
-VARIANTS = ("naive", "float32", "float32-folded", "int8", "ingest-float32", "ingest-int8")
+VARIANTS = ("naive", "float32", "float32-folded", "int8", "unfused-int8", "ingest-float32", "ingest-int8")
 BASELINE = "baseline-float32"  # --baseline-model's float32, beside this model's variants
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +82,9 @@ def naive_encode(model: NVEmbedModel, texts: list[str], batch_size: int, max_len
 def configure(model: NVEmbedModel, variant: str) -> None:
     """Put the model in a variant's numeric configuration."""
     model.int8 = variant.endswith("int8")
-    model.latent_attention_model.fold_latents = variant in ("float32-folded", "int8", "ingest-int8")
+    model.latent_attention_model.fold_latents = variant in ("float32-folded", "int8", "unfused-int8", "ingest-int8")
+    if variant == "unfused-int8":
+        int8_kernels.unfuse(model)  # the int8 setter groups the layers again; ungrouping is cheap (kernels kept)
 
 
 def ingest_encode(model: NVEmbedModel, texts: list[str], max_length: int) -> np.ndarray:
@@ -91,6 +98,9 @@ def ingest_encode(model: NVEmbedModel, texts: list[str], max_length: int) -> np.
 
 
 def runner(model: NVEmbedModel, variant: str, batch_size: int, max_length: int) -> Callable[[list[str]], np.ndarray]:
+    if variant == "unfused-int8":
+        model = copy.deepcopy(model)  # its own ungrouped kernels, so neither variant rebuilds any per slice
+
     def run(texts: list[str]) -> np.ndarray:
         configure(model, variant)
         if variant == "naive":
@@ -141,7 +151,7 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
     sets = [load_beir(path, max_queries=max_queries, max_docs=max_docs) for path in beir]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for v in variants:
-        if v == "naive" or v.startswith("ingest-"):
+        if v in ("naive", "unfused-int8") or v.startswith("ingest-"):
             continue
         configure(model, v)
         table[v] = {}
@@ -149,7 +159,8 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
             metrics = evaluate_beir(model, data, batch_size=batch_size)
             table[v][path.name] = {"ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"]}
         print(f"[encode] quality {v}: {json.dumps(table[v])}", file=sys.stderr, flush=True)
-    for v, same in (("naive", "float32"), ("ingest-float32", "float32"), ("ingest-int8", "int8")):
+    for v, same in (("naive", "float32"), ("ingest-float32", "float32"), ("ingest-int8", "int8"),
+                    ("unfused-int8", "int8")):
         if v in variants and same in table:  # the same numbers in another order: the same vectors, up to rounding
             table[v] = table[same]
     return table

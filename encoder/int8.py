@@ -18,6 +18,19 @@ The twin is built on first use: the weight quantised symmetrically per output ch
 max |w| / 127), in a one-node onnxruntime graph; activations are quantised per call (per tensor, uint8,
 asymmetric) by the kernel. A weight changed after that (a training step, `load_state_dict`) is noticed by
 its version counter and storage pointer, and the twin is rebuilt at its next use.
+
+Fused products: in a recognised Llama/Mistral/Qwen2 decoder layer, q/k/v projections (attention) and
+gate/up (MLP) always read the same input, so `enable_int8` groups them (`FusedProducts`): the first member
+called computes all of them as one int8 product (weights concatenated along the output dimension), and the
+others take their slice of it. With per-output-channel weight scales and one activation scale per call
+(that of the shared input), that is the separate products to float rounding, at one activation
+quantisation, one outlier-row scan, one padding gather and one kernel call instead of three (or two).
+Anything not recognised keeps its separate layers.
+
+Packed MLPs: a recognised MLP acts on each token alone, so inside `skip_padding` it runs once on the batch's
+real rows, packed (N, d), and only its output is scattered back to the padded (B, T, d) layout: its wide
+intermediate tensors (gate, up, their product) are never scattered into padding and gathered again, and
+the activation and product skip the padding rows. The same rows and scales as before, so the same results.
 """
 
 from __future__ import annotations
@@ -26,22 +39,36 @@ import contextlib
 import contextvars
 import copy
 import os
-from collections.abc import Iterator
-from typing import Any
+import threading
+import types
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("nvembed_int8_active", default=False)
-# The real (non-padding) tokens of the batch being encoded: ((B, T), flat indices of the real tokens), or None.
-_TOKENS: contextvars.ContextVar[tuple[tuple[int, ...], torch.Tensor] | None] = contextvars.ContextVar(
-    "nvembed_int8_tokens", default=None)
+
+
+class _Tokens(NamedTuple):
+    """The batch being encoded: its (B, T) shape and the flat indices of its real and padding tokens."""
+
+    shape: tuple[int, ...]
+    real: torch.Tensor
+    pad: torch.Tensor
+
+
+_TOKENS: contextvars.ContextVar[_Tokens | None] = contextvars.ContextVar("nvembed_int8_tokens", default=None)
 THREADS_ENV = "NVEMBED_INT8_THREADS"  # onnxruntime threads per layer; default: torch's thread count
 # A row (token) whose largest |activation| exceeds this many times the median row's is computed in float:
 # one per-tensor activation scale would otherwise be set by a few "massive activation" tokens (BOS and some
 # punctuation in a decoder's early MLPs reach 20x the median) and flatten every other token to a few levels.
 OUTLIER_RATIO = 8.0
+# A linear layer's float weight, or the parts of a fused product's (in output order); the same for biases.
+Weights = torch.Tensor | Sequence[torch.Tensor]
+Biases = torch.Tensor | Sequence[torch.Tensor | None] | None
 
 
 def available() -> bool:
@@ -75,7 +102,8 @@ def skip_padding(attention_mask: torch.Tensor | None) -> Iterator[None]:
     """
     tokens = None
     if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask.all()):
-        tokens = (tuple(attention_mask.shape), attention_mask.reshape(-1).nonzero().squeeze(1))
+        flat = attention_mask.reshape(-1) != 0
+        tokens = _Tokens(tuple(attention_mask.shape), flat.nonzero().squeeze(1), (~flat).nonzero().squeeze(1))
     token = _TOKENS.set(tokens)
     try:
         yield
@@ -139,9 +167,10 @@ class Int8Kernel:
             return rows.new_zeros(0, self.out_features)
         return torch.from_numpy(self.session.run(None, {"A": rows.contiguous().numpy()})[0])
 
-    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, weight: Weights, bias: Biases) -> torch.Tensor:
         """(..., in) float CPU tensor -> (..., out); outlier rows go through `weight` and `bias` in float.
 
+        `weight` and `bias` may be sequences: the float parts of a fused product, in output order.
         Inside `skip_padding(mask)`, an input shaped (B, T, in) like the mask has only its real rows computed.
         """
         lead = x.shape[:-1]
@@ -149,26 +178,41 @@ class Int8Kernel:
         if rows.shape[0] == 0:
             return x.new_zeros(*lead, self.out_features)
         tokens = _TOKENS.get()
-        if tokens is not None and tuple(lead) == tokens[0]:
-            y = rows.new_zeros(rows.shape[0], self.out_features)
-            y.index_copy_(0, tokens[1], self.rows(rows.index_select(0, tokens[1]), weight, bias))
+        if tokens is not None and tuple(lead) == tokens.shape:
+            # Every row is written once: the real ones by the product, the padding ones with zeros (no
+            # zero-filled buffer first: that was a full extra pass over the largest tensors).
+            y = rows.new_empty(rows.shape[0], self.out_features)
+            y.index_copy_(0, tokens.real, self.rows(rows.index_select(0, tokens.real), weight, bias, owned=True))
+            y.index_fill_(0, tokens.pad, 0.0)
             return y.view(*lead, self.out_features).to(x.dtype)
         return self.rows(rows, weight, bias).view(*lead, self.out_features).to(x.dtype)
 
-    def rows(self, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """(n, in) float32 -> (n, out) float32; rows far above the median row's peak are computed in float."""
-        peaks = torch.maximum(rows.amax(dim=1), rows.amin(dim=1).neg_())  # |x| max per row, no copy of x
+    def rows(self, rows: torch.Tensor, weight: Weights, bias: Biases, owned: bool = False) -> torch.Tensor:
+        """(n, in) float32 -> (n, out) float32; rows far above the median row's peak are computed in float.
+
+        The outlier rows are zeroed in the kernel's input rather than left out of it: the kernel's activation
+        range always includes 0, so the scale of the other rows, and so their results, are the same, and
+        the other rows need no gather and scatter. `owned`: `rows` is this call's own copy (zeroed in place).
+        """
+        # |x| max per row without a copy of x (amax and amin: torch.aminmax along rows is 6x slower here)
+        peaks = torch.maximum(rows.amax(dim=1), rows.amin(dim=1).neg_())
         outliers = peaks > OUTLIER_RATIO * peaks.median()
         if not bool(outliers.any()):
-            y = self.matmul(rows)
-        else:
-            keep = (~outliers).nonzero().squeeze(1)
-            wide = outliers.nonzero().squeeze(1)
-            y = rows.new_empty(rows.shape[0], self.out_features)
-            y[keep] = self.matmul(rows.index_select(0, keep))
-            y[wide] = torch.nn.functional.linear(rows.index_select(0, wide), weight.float(),
-                                                 None if bias is None else bias.float())
-        return y
+            return self.matmul(rows)
+        wide = outliers.nonzero().squeeze(1)
+        exact = _float_linear(rows.index_select(0, wide), weight, bias)
+        rows = rows if owned else rows.clone()
+        y = self.matmul(rows.index_fill_(0, wide, 0.0))
+        return y.index_copy_(0, wide, exact)
+
+
+def _float_linear(rows: torch.Tensor, weight: Weights, bias: Biases) -> torch.Tensor:
+    """The float product of `rows` with one weight or with the parts of a fused one (concatenated outputs)."""
+    if isinstance(weight, torch.Tensor):
+        return F.linear(rows, weight.float(), None if bias is None else bias.float())
+    biases = [None] * len(weight) if bias is None else bias
+    return torch.cat([F.linear(rows, w.float(), None if b is None else b.float())
+                      for w, b in zip(weight, biases, strict=True)], dim=1)
 
 
 def _version_key(*tensors: torch.Tensor | None) -> tuple:
@@ -182,6 +226,7 @@ class Int8Linear(nn.Linear):
 
     _int8_kernel: Int8Kernel | None = None
     _int8_key: tuple | None = None
+    _int8_group: FusedProducts | None = None  # set by `enable_int8` for q/k/v and gate/up of a known decoder
 
     def int8_kernel(self) -> Int8Kernel:
         """The int8 twin of the current weights, (re)built when they changed."""
@@ -193,6 +238,8 @@ class Int8Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _ACTIVE.get() and x.device.type == "cpu" and not torch.is_grad_enabled():
+            if self._int8_group is not None:
+                return self._int8_group.output(self, x)
             return self.int8_kernel()(x, self.weight, self.bias)
         return super().forward(x)
 
@@ -212,22 +259,158 @@ class Int8Linear(nn.Linear):
         return state
 
 
-def enable_int8(module: nn.Module) -> int:
+class FusedProducts:
+    """Int8 layers that always read the same input, computed as one int8 product (see the module docstring).
+
+    The first member called with an input computes every member's output from it and keeps the others'
+    until they are asked for with that same tensor object; a member called with any other tensor (or a
+    second time) computes afresh, so a forward that does not follow the expected pattern is still exact,
+    only slower. The kept outputs are released as they are taken.
+    """
+
+    def __init__(self, members: Sequence[Int8Linear]):
+        self.members = list(members)
+        self.sizes = [m.out_features for m in self.members]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._kernel: Int8Kernel | None = None
+        self._key: tuple | None = None
+        self._lock = threading.Lock()
+        self._pending: tuple[torch.Tensor, dict[int, torch.Tensor]] | None = None  # (input, outputs not taken)
+
+    def kernel(self) -> Int8Kernel:
+        """One int8 kernel for all members (weights concatenated in member order), rebuilt when any changed."""
+        key = _version_key(*(t for m in self.members for t in (m.weight, m.bias)))
+        if self._kernel is None or self._key != key:
+            weight = torch.cat([m.weight.detach() for m in self.members])
+            bias = None if self.members[0].bias is None else torch.cat([m.bias.detach() for m in self.members])
+            self._kernel, self._key = Int8Kernel(weight, bias), key
+        return self._kernel
+
+    def output(self, member: Int8Linear, x: torch.Tensor) -> torch.Tensor:
+        """`member`'s output for `x`, from the fused product (computed now, or kept from a sibling's call)."""
+        index = next(i for i, m in enumerate(self.members) if m is member)
+        with self._lock:
+            pending = self._pending
+            if pending is not None and pending[0] is x and index in pending[1]:
+                out = pending[1].pop(index)
+                if not pending[1]:
+                    self._pending = None
+                return out
+        fused = self.kernel()(x, [m.weight for m in self.members], None if member.bias is None else
+                              [m.bias for m in self.members])
+        outputs = fused.split(self.sizes, dim=-1)  # views: no copy
+        with self._lock:
+            self._pending = (x, {i: o for i, o in enumerate(outputs) if i != index})
+        return outputs[index]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"members": self.members, "sizes": self.sizes}  # no session, lock or kept tensors
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+
+# Modules whose forward feeds one input to several projections (transformers' Llama, Mistral and Qwen2:
+# `q_proj(h)`, `k_proj(h)`, `v_proj(h)`; `down_proj(act(gate_proj(x)) * up_proj(x))`), by class and module.
+FUSABLE = {
+    ("transformers.models.llama.modeling_llama", "LlamaAttention"): ("q_proj", "k_proj", "v_proj"),
+    ("transformers.models.mistral.modeling_mistral", "MistralAttention"): ("q_proj", "k_proj", "v_proj"),
+    ("transformers.models.qwen2.modeling_qwen2", "Qwen2Attention"): ("q_proj", "k_proj", "v_proj"),
+    ("transformers.models.llama.modeling_llama", "LlamaMLP"): ("gate_proj", "up_proj"),
+    ("transformers.models.mistral.modeling_mistral", "MistralMLP"): ("gate_proj", "up_proj"),
+    ("transformers.models.qwen2.modeling_qwen2", "Qwen2MLP"): ("gate_proj", "up_proj"),
+}
+
+
+MLPS = {key for key, names in FUSABLE.items() if names == ("gate_proj", "up_proj")}
+
+
+def _packed_mlp_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A recognised MLP's forward (`MLPS`, set on the instance by `enable_int8`): inside `skip_padding`, the
+    class's own forward on the real rows only, scattered back with zeros in the padding rows."""
+    tokens = _TOKENS.get()
+    lead = tuple(x.shape[:-1])
+    if tokens is None or lead != tokens.shape or not _ACTIVE.get() or torch.is_grad_enabled():
+        return type(self).forward(self, x)
+    out = type(self).forward(self, x.reshape(-1, x.shape[-1]).index_select(0, tokens.real))  # (N, d)
+    y = out.new_empty(x.shape[:-1].numel(), out.shape[-1])
+    y.index_copy_(0, tokens.real, out)
+    y.index_fill_(0, tokens.pad, 0.0)
+    return y.view(*lead, out.shape[-1])
+
+
+def _is_packed(module: nn.Module) -> bool:
+    return getattr(module.__dict__.get("forward"), "__func__", None) is _packed_mlp_forward
+
+
+def _fusable(module: nn.Module) -> list[Int8Linear] | None:
+    """The members of `module`'s fused product, or None when it is not a recognised attention or MLP."""
+    names = FUSABLE.get((type(module).__module__, type(module).__name__))
+    if names is None:
+        return None
+    members = [getattr(module, name, None) for name in names]
+    if not all(type(m) is Int8Linear and m._int8_group is None for m in members):
+        return None
+    first = members[0]
+    same = all(m.in_features == first.in_features and m.weight.dtype == first.weight.dtype
+               and m.weight.device == first.weight.device and (m.bias is None) == (first.bias is None)
+               for m in members)
+    return members if same else None
+
+
+def enable_int8(module: nn.Module, fuse: bool = True) -> int:
     """Turn every plain `nn.Linear` under `module` into an `Int8Linear` in place; returns how many.
 
-    Parameters and state-dict keys are unchanged, so this is safe on a model that is later trained or saved.
+    With `fuse`, the q/k/v and gate/up projections of recognised decoder layers (`FUSABLE`) are grouped into
+    fused products, and their MLPs run packed inside `skip_padding` (see the module docstring). Parameters and state-dict keys are unchanged, so this is safe on a model that is later
+    trained or saved.
     """
     count = 0
     for sub in module.modules():
         if type(sub) is nn.Linear:
             sub.__class__ = Int8Linear
             count += 1
+    if fuse:
+        for sub in module.modules():
+            members = _fusable(sub)
+            if members is not None:
+                group = FusedProducts(members)
+                for member in members:
+                    member._int8_group = group
+            if (type(sub).__module__, type(sub).__name__) in MLPS and not _is_packed(sub):
+                sub.forward = types.MethodType(_packed_mlp_forward, sub)
     return count
 
 
+def fused_groups(module: nn.Module) -> list[FusedProducts]:
+    """The fused products under `module`, each once."""
+    groups = {id(m._int8_group): m._int8_group for m in module.modules()
+              if isinstance(m, Int8Linear) and m._int8_group is not None}
+    return list(groups.values())
+
+
+def unfuse(module: nn.Module) -> int:
+    """Give every grouped `Int8Linear` under `module` its own product again, and MLPs their plain forward
+    (padding skipped layer by layer); returns how many groups."""
+    for sub in module.modules():
+        if _is_packed(sub):
+            del sub.__dict__["forward"]
+    groups = fused_groups(module)
+    for group in groups:
+        for member in group.members:
+            member.__dict__.pop("_int8_group", None)
+    return len(groups)
+
+
 def build_kernels(module: nn.Module) -> int:
-    """Build every `Int8Linear`'s twin now (instead of at first use); returns how many."""
-    layers = [m for m in module.modules() if isinstance(m, Int8Linear)]
+    """Build every int8 kernel now (instead of at first use): one per fused product or ungrouped layer."""
+    layers = [m for m in module.modules() if isinstance(m, Int8Linear) and m._int8_group is None]
     for layer in layers:
         layer.int8_kernel()
-    return len(layers)
+    groups = fused_groups(module)
+    for group in groups:
+        group.kernel()
+    return len(layers) + len(groups)

@@ -9,7 +9,15 @@ import torch.nn.functional as F
 
 from encoder import NVEmbedModel
 from encoder import int8 as int8_kernels
-from encoder.int8 import Int8Kernel, Int8Linear, enable_int8, int8_inference
+from encoder.int8 import (
+    FusedProducts,
+    Int8Kernel,
+    Int8Linear,
+    enable_int8,
+    fused_groups,
+    int8_inference,
+    unfuse,
+)
 from encoder.latent_attention import LatentAttentionConfig, LatentAttentionPooling
 from encoder.testing import tiny_model
 
@@ -98,6 +106,24 @@ def test_int8_kernel_is_close_to_the_float_product_and_exact_on_outlier_rows():
     assert kernel(torch.zeros(0, 64), weight, bias).shape == (0, 48)
 
 
+@pytest.mark.parametrize("shift", [0.0, 3.0, -3.0])  # mixed signs, all positive, all negative
+def test_outlier_rows_leave_the_other_rows_as_if_they_were_not_there(shift):
+    torch.manual_seed(6)
+    weight, bias = torch.randn(40, 64) * 0.1, torch.randn(40)
+    kernel = Int8Kernel(weight, bias)
+    x = torch.randn(120, 64) + shift
+    x[[5, 90]] *= 60.0
+    before = x.clone()
+    keep = torch.ones(120, dtype=torch.bool)
+    keep[[5, 90]] = False
+    y = kernel.rows(x, weight, bias)
+    assert torch.equal(x, before)  # not the caller's tensor that is zeroed
+    assert torch.equal(y[keep], kernel.matmul(x[keep]))  # the same scale as without the outlier rows
+    torch.testing.assert_close(y[~keep], F.linear(x[~keep], weight, bias), atol=1e-4, rtol=1e-5)
+    owned = x.clone()
+    assert torch.equal(kernel.rows(owned, weight, bias, owned=True), y)
+
+
 def test_int8_linear_computes_in_int8_only_inside_the_context_without_grad():
     torch.manual_seed(3)
     layer = torch.nn.Linear(64, 32)
@@ -155,6 +181,96 @@ def test_int8_encoding_ignores_what_the_padding_holds():
     assert torch.equal(a, b)  # the padding rows were never computed
     assert not torch.equal(padded_a, padded_b)  # without skipping, they move the activation scales
     np.testing.assert_allclose(llama.encode_passages(PASSAGES, batch_size=len(PASSAGES)), a.numpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- fused products
+
+
+def _members(sizes, in_features=64, bias=True, seed=5):
+    torch.manual_seed(seed)
+    layers = [torch.nn.Linear(in_features, n, bias=bias) for n in sizes]
+    enable_int8(torch.nn.Sequential(*layers))
+    return layers
+
+
+def test_a_fused_product_equals_the_separate_int8_products_with_outliers_and_padding():
+    members = _members([48, 16, 16])
+    group = FusedProducts(members)
+    x = torch.randn(3, 9, 64)
+    x[1, 2] *= 40.0  # an outlier row: computed in float, in both forms
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[0, 5:], mask[2, 2:] = 0, 0
+    with torch.no_grad(), int8_inference(), int8_kernels.skip_padding(mask):
+        separate = [m.int8_kernel()(x, m.weight, m.bias) for m in members]
+        fused = [group.output(m, x) for m in members]
+    for got, want in zip(fused, separate, strict=True):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)  # one activation scale: float rounding only
+    assert torch.equal(fused[0][0, 5:], torch.zeros_like(fused[0][0, 5:]))  # padding rows are zeros
+    torch.testing.assert_close(fused[0][1, 2], F.linear(x[1, 2], members[0].weight, members[0].bias),
+                               atol=1e-4, rtol=1e-5)  # the outlier row in float
+    assert group._pending is None  # every kept output was taken
+
+
+def test_a_fused_member_called_with_another_input_computes_its_own_output():
+    members = _members([32, 24], bias=False)
+    group = FusedProducts(members)
+    a, b = torch.randn(10, 64), torch.randn(10, 64)
+    with torch.no_grad(), int8_inference():
+        first = group.output(members[0], a)
+        second = group.output(members[1], b)  # not the input the first call kept an output for
+        again = group.output(members[0], a)  # a second call with the same input: computed afresh
+        torch.testing.assert_close(second, members[1].int8_kernel()(b, members[1].weight, None))
+        torch.testing.assert_close(again, first)
+        # weights changed in place: the fused kernel is rebuilt
+        members[1].weight.mul_(-1.0)
+        group.output(members[0], a)
+        torch.testing.assert_close(group.output(members[1], a),
+                                   members[1].int8_kernel()(a, members[1].weight, None))
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+def test_fused_model_encodes_what_the_unfused_int8_model_does(arch):
+    model = tiny_model(arch, hidden_size=128, intermediate_size=344)
+    model.int8 = True
+    layers = model.num_layers
+    groups = fused_groups(model)
+    assert len(groups) == 2 * layers  # q/k/v and gate/up of every decoder layer
+    assert sorted(len(g.members) for g in groups) == [2] * layers + [3] * layers
+    unfused = copy.deepcopy(model)
+    copied = fused_groups(unfused)  # a deep copy has its own groups, of its own layers
+    assert len(copied) == 2 * layers and copied[0].members[0] is unfused.embedding_model.layers[0].self_attn.q_proj
+    mlp, copied_mlp = model.embedding_model.layers[0].mlp, unfused.embedding_model.layers[0].mlp
+    assert mlp.forward.__func__ is int8_kernels._packed_mlp_forward  # MLPs run on the real rows only
+    assert copied_mlp.forward.__self__ is copied_mlp  # the copy's packed forward is bound to the copy
+    assert unfuse(unfused) == 2 * layers and not fused_groups(unfused)
+    assert "forward" not in copied_mlp.__dict__  # back to the class's forward, padding skipped layer by layer
+    fused_p, fused_q = model.encode_passages(PASSAGES, batch_size=3), model.encode_queries(QUERIES)
+    plain_p, plain_q = unfused.encode_passages(PASSAGES, batch_size=3), unfused.encode_queries(QUERIES)
+    np.testing.assert_allclose(fused_p, plain_p, atol=1e-6)
+    np.testing.assert_allclose(fused_q, plain_q, atol=1e-6)
+    attention = model.embedding_model.layers[0].self_attn
+    assert attention.q_proj._int8_kernel is None  # the fused path ran, not the members' own kernels
+    assert unfused.embedding_model.layers[0].self_attn.q_proj._int8_kernel is not None
+    model.int8 = True  # enabling again keeps the same groups
+    assert len(fused_groups(model)) == 2 * layers
+
+
+def test_only_recognised_attention_and_mlp_modules_are_fused():
+    class Attention(torch.nn.Module):  # q/k/v by name, but not a known decoder's attention
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.k_proj, self.v_proj = (torch.nn.Linear(16, 16) for _ in range(3))
+
+    module = Attention()
+    enable_int8(module)
+    assert not fused_groups(module)
+    llama = tiny_model("llama", hidden_size=128, intermediate_size=344)
+    assert enable_int8(llama, fuse=False) > 0 and not fused_groups(llama)
+    mlp = llama.embedding_model.layers[0].mlp
+    mlp.up_proj = torch.nn.Linear(64, 344, bias=False)  # another input width: not one product
+    enable_int8(llama)
+    assert mlp.gate_proj._int8_group is None and len(fused_groups(llama)) == 2 * llama.num_layers - 1
 
 
 # ------------------------------------------------------------------------------- the model
