@@ -156,7 +156,8 @@ def main() -> None:
         return
     stats = reader.stats()
     manager = job_manager(str(cfg.index_dir))
-    sidebar.render(cfg, source, encoder, stats, model_loading=encoder is None)
+    side = st.sidebar.empty()
+    sidebar.render(cfg, source, encoder, stats, model_loading=encoder is None, into=side.container())
 
     status = st.container()
     # Only the open tab is computed (a search does not rebuild the documents table, and so on).
@@ -173,6 +174,9 @@ def main() -> None:
             encoder = wait_for_model(reader, source, cfg) if encoder is None else encoder
             ingest.render_forms(manager, encoder, source, cfg.uploads_dir, cfg.roots)
     model_loader(source, cfg.device)  # the page is drawn: start loading the model now, if not yet
+    if encoder is None and model_ready(source, cfg.device) and reader.encoder is not None:
+        # a search or tab of this run waited for the model: the sidebar drawn before it still says "Loading"
+        sidebar.render(cfg, source, reader.encoder, stats, into=side.container())
     with status, guard("the ingest status"):
         ingest.render_status(manager)  # last: it follows a job started by this run until it ends
 

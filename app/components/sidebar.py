@@ -22,8 +22,9 @@ def model_cache_dir() -> str:
 
 
 def render(cfg: AppConfig, source: str, encoder: Any = None, stats: Any = None, model_error: str | None = None,
-           model_loading: bool = False) -> None:
-    sb = st.sidebar
+           model_loading: bool = False, into: Any = None) -> None:
+    """Draw the sidebar, or into `into` (a container in it, so that a later call of the run can redraw it)."""
+    sb = into if into is not None else st.sidebar
     sb.markdown("### Model")
     if encoder is not None:
         trained = bool(getattr(encoder, "trained", True))
