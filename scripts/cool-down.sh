@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:?usage: scripts/cool-down.sh STEP [DECAY_STEPS, default 80] [--set ...]}
-DECAY=${2:-80}
-shift $(( $# > 1 ? 2 : 1 ))
+DECAY=80
+shift
+if [[ "${1:-}" =~ ^[0-9]+$ ]]; then DECAY=$1; shift; fi  # optional; anything else goes to two_stage
 PY=${PY:-.venv/bin/python}
 SRC=runs/long
 DST=runs/long-cool-$STEP
