@@ -2,9 +2,11 @@
 # Branch a cool-down from one checkpoint of the long run (warm-up-stable-decay): the long run holds its
 # peak learning rate across sessions; a copy of its checkpoint at STEP, resumed with steps = STEP + DECAY
 # and decay_steps = DECAY, decays linearly to zero and ends as a finished stage-1 model in
-# runs/long-cool-STEP/stage1 (evaluated on the dev subsets at its end). The long run itself is untouched
-# and continues from its own checkpoints. Same core, thread and allocator settings as scripts/long-run.sh.
+# SRC-cool-STEP/stage1 (evaluated on the dev subsets at its end unless --no-eval). The long run itself is
+# untouched and continues from its own checkpoints. Same core, thread and allocator settings as scripts/long-run.sh.
+# SRC and CONFIG name the leg (default: runs/long, training/configs/default-long.yaml):
 #   scripts/cool-down.sh 380 80
+#   SRC=runs/long2 CONFIG=training/configs/default-long-2.yaml scripts/cool-down.sh 120 60
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:?usage: scripts/cool-down.sh STEP [DECAY_STEPS, default 80] [--set ...]}
@@ -12,8 +14,9 @@ DECAY=80
 shift
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then DECAY=$1; shift; fi  # optional; anything else goes to two_stage
 PY=${PY:-.venv/bin/python}
-SRC=runs/long
-DST=runs/long-cool-$STEP
+SRC=${SRC:-runs/long}
+CONFIG=${CONFIG:-training/configs/default-long.yaml}
+DST=${DST:-$SRC-cool-$STEP}  # DST: another name for a second branch off the same step
 CHECKPOINT=$(printf "%s/checkpoints/stage1-step%06d" "$SRC" "$STEP")
 if [ ! -f "$DST/run.json" ]; then
     [ -d "$CHECKPOINT" ] || { echo "no checkpoint $CHECKPOINT (the long run keeps its last two)" >&2; exit 2; }
@@ -23,5 +26,5 @@ if [ ! -f "$DST/run.json" ]; then
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 exec taskset -c "${CORE:-0}" scripts/with-jemalloc.sh $PY -m training.two_stage \
-    --config training/configs/default-long.yaml --set output_dir="$DST" --set resume=true \
+    --config "$CONFIG" --set output_dir="$DST" --set resume=true \
     --set stage1.steps=$((STEP + DECAY)) --set stage1.decay_steps="$DECAY" --set "stages=[1]" "$@"

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Start or continue the default's long run (training/configs/default-long.yaml) in the background-friendly
-# way the model card's learning curve is measured: one pinned core, one thread, jemalloc, resumed from the
-# last checkpoint under runs/long (runs/ should point at the cache directory, outside the work tree:
-# ln -s ~/.cache/nvembed-search/runs runs). Needs the data of scripts/train-default.sh steps 1-2 plus
-# runs/data/unmined and the teacher cache of scripts/run-arms.sh.
+# Start or continue the default's long run in the background-friendly way the model card's learning curve
+# is measured: one pinned core, one thread, jemalloc, resumed from the last checkpoint under its output
+# directory. runs/ should point at the cache directory, outside the work tree:
+#   mkdir -p ~/.cache/nvembed-search/runs && ln -s ~/.cache/nvembed-search/runs runs
+# CONFIG picks the leg: training/configs/default-long.yaml (the first, from the untrained base; default) or
+# default-long-2.yaml (the second, from the shipped default). CORE and THREADS pick the cores
+# (CORE=0,1 THREADS=2 uses both). Data that is missing is built first (about 10 minutes on a fresh
+# machine; the weak pairs need root for apt): the weak-pair pool, the shared sets with their negatives
+# dropped, and the MiniLM teacher cache of their texts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-RESUME=(); [ -f runs/long/run.json ] && RESUME=(--set resume=true)
-exec taskset -c "${CORE:-0}" scripts/with-jemalloc.sh $PY -m training.two_stage \
-    --config training/configs/default-long.yaml "${RESUME[@]}" "$@"
+CONFIG=${CONFIG:-training/configs/default-long.yaml}
+THREADS=${THREADS:-1}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+PIN=(taskset -c "${CORE:-0}")
+[ -f runs/data/weak/debian.jsonl ] || $PY -m training.weak_pairs --out runs/data/weak --apt-update --install-docs
+[ -f runs/data/unmined/medquad.jsonl ] || \
+    $PY -m training.data build --source ../shared/data/train --out runs/data/unmined --max-per-set 4000 --negatives 0
+[ -f runs/data/teacher-unmined-64.npz ] || \
+    "${PIN[@]}" $PY -m training.teacher_cache --data runs/data/unmined/*.jsonl --out runs/data/teacher-unmined-64.npz \
+        --max-length 64
+OUT=$($PY -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output_dir'])" "$CONFIG")
+RESUME=(); [ -f "$OUT/run.json" ] && RESUME=(--set resume=true)
+exec "${PIN[@]}" scripts/with-jemalloc.sh $PY -m training.two_stage --config "$CONFIG" "${RESUME[@]}" "$@"
