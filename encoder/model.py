@@ -60,6 +60,8 @@ INT8_ENV = "NVEMBED_INT8"  # "1": int8 encoding on a CPU for any model, "0": flo
 # Models (by fingerprint) whose int8 nDCG@10 cost on the dev sets was measured at most 0.01: int8 by default
 # on a CPU. Add a model here only with its figures (python benchmarks/int8_quality.py, docs/benchmarks.md).
 INT8_MEASURED = {
+    "f30f6b0bbfea8e4e": "the default shipped 2026-12-01, fourth session (second leg, step 250 + cool-down at 128 "
+                        "tokens): cost 0.0058 Cranfield, 0.0031 CISI (outlier ratio 3)",
     "f33f3322c91b7ba2": "the default shipped 2026-12-01 (step 340 + cool-down): cost 0.0024 Cranfield, -0.0029 CISI "
                         "(outlier ratio 4)",
     "fddeb9f4b2b73443": "the step-210 snapshot shipped earlier on 2026-12-01: cost 0.0068 Cranfield, 0.0013 CISI "
