@@ -5,7 +5,7 @@
 #   mkdir -p ~/.cache/nvembed-search/runs && ln -s ~/.cache/nvembed-search/runs runs
 # CONFIG picks the leg: training/configs/default-long.yaml (the first, from the untrained base; default) or
 # default-long-2.yaml (the second, from the shipped default). CORE and THREADS pick the cores
-# (CORE=0,1 THREADS=2 uses both). Data that is missing is built first (about 10 minutes on a fresh
+# (CORE=0,1 THREADS=2 uses both). Data that is missing is built first (about 8 minutes on a fresh
 # machine; the weak pairs need root for apt): the weak-pair pool, the shared sets with their negatives
 # dropped, and the MiniLM teacher cache of their texts.
 set -euo pipefail
