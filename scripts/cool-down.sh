@@ -3,7 +3,8 @@
 # peak learning rate across sessions; a copy of its checkpoint at STEP, resumed with steps = STEP + DECAY
 # and decay_steps = DECAY, decays linearly to zero and ends as a finished stage-1 model in
 # SRC-cool-STEP/stage1 (evaluated on the dev subsets at its end unless --no-eval). The long run itself is
-# untouched and continues from its own checkpoints. Same core, thread and allocator settings as scripts/long-run.sh.
+# untouched and continues from its own checkpoints. Same core, thread and allocator settings as
+# scripts/long-run.sh.
 # SRC and CONFIG name the leg (default: runs/long, training/configs/default-long.yaml):
 #   scripts/cool-down.sh 380 80
 #   SRC=runs/long2 CONFIG=training/configs/default-long-2.yaml scripts/cool-down.sh 120 60
