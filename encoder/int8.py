@@ -50,6 +50,7 @@ from torch import nn
 from torch.nn import functional as F
 
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("nvembed_int8_active", default=False)
+_RATIO: contextvars.ContextVar[float | None] = contextvars.ContextVar("nvembed_int8_outlier_ratio", default=None)
 
 
 class _Tokens(NamedTuple):
@@ -65,9 +66,9 @@ THREADS_ENV = "NVEMBED_INT8_THREADS"  # onnxruntime threads per layer; default: 
 # A row (token) whose largest |activation| exceeds this many times the median row's is computed in float:
 # one per-tensor activation scale would otherwise be set by a few "massive activation" tokens (BOS and some
 # punctuation in a decoder's early MLPs reach 20x the median) and flatten every other token to a few levels.
-# The threshold is model-dependent, so each default's int8 cost is measured (docs/benchmarks.md, "Quality
-# cost of int8"): 8 until the step-400 default, whose CISI cost at 8 was 0.011 (at 4: -0.003 / 0.002, CISI /
-# Cranfield); 3 since the fourth session's default, whose CISI cost at 4 was 0.0106 (at 3: 0.003 / 0.006).
+# The threshold is model-dependent: each model's is chosen with its int8 cost (docs/benchmarks.md, "Quality
+# cost of int8") and kept with its measurement (`encoder.model.INT8_MEASURED`); this is the value for a
+# model without one (the fourth session's default needed 3: its CISI cost at 4 was 0.0106).
 OUTLIER_RATIO = 3.0
 # A linear layer's float weight, or the parts of a fused product's (in output order); the same for biases.
 Weights = torch.Tensor | Sequence[torch.Tensor]
@@ -84,13 +85,17 @@ def available() -> bool:
 
 
 @contextlib.contextmanager
-def int8_inference(enabled: bool = True) -> Iterator[None]:
-    """Inside this block (this thread or task only), `Int8Linear` layers compute in int8."""
-    token = _ACTIVE.set(enabled)
+def int8_inference(enabled: bool = True, outlier_ratio: float | None = None) -> Iterator[None]:
+    """Inside this block (this thread or task only), `Int8Linear` layers compute in int8, rows whose peak is
+    over `outlier_ratio` times the median row's in float (None: `OUTLIER_RATIO`)."""
+    if outlier_ratio is not None and not outlier_ratio > 1.0:
+        raise ValueError(f"outlier_ratio must be above 1 (a row's peak over the median row's), got {outlier_ratio}")
+    token, ratio = _ACTIVE.set(enabled), _RATIO.set(outlier_ratio)
     try:
         yield
     finally:
         _ACTIVE.reset(token)
+        _RATIO.reset(ratio)
 
 
 @contextlib.contextmanager
@@ -199,7 +204,8 @@ class Int8Kernel:
         """
         # |x| max per row without a copy of x (amax and amin: torch.aminmax along rows is 6x slower here)
         peaks = torch.maximum(rows.amax(dim=1), rows.amin(dim=1).neg_())
-        outliers = peaks > OUTLIER_RATIO * peaks.median()
+        ratio = _RATIO.get()
+        outliers = peaks > (OUTLIER_RATIO if ratio is None else ratio) * peaks.median()
         if not bool(outliers.any()):
             return self.matmul(rows)
         wide = outliers.nonzero().squeeze(1)

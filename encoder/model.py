@@ -25,6 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,28 @@ PROGRESS_THRESHOLD = 256  # show a progress bar from this many texts on
 # Config fields that do not change what the model computes; left out of the fingerprint.
 _INCIDENTAL_CONFIG_KEYS = {"transformers_version", "dtype", "torch_dtype", "architectures", "use_cache"}
 INT8_ENV = "NVEMBED_INT8"  # "1": int8 encoding on a CPU for any model, "0": float32 for every model
+
+@dataclass(frozen=True)
+class Int8Measurement:
+    """A model's measured int8 cost: the outlier ratio it was measured at (`int8.OUTLIER_RATIO`'s meaning;
+    chosen per model) and where the figures are."""
+
+    outlier_ratio: float
+    note: str
+
+
 # Models (by fingerprint) whose int8 nDCG@10 cost on the dev sets was measured at most 0.01: int8 by default
-# on a CPU. Add a model here only with its figures (python benchmarks/int8_quality.py, docs/benchmarks.md).
+# on a CPU, at their own outlier ratio. Add a model here only with its figures (python
+# benchmarks/int8_quality.py --outlier-ratio R, docs/benchmarks.md).
 INT8_MEASURED = {
-    "f30f6b0bbfea8e4e": "the default shipped 2026-12-01, fourth session (second leg, step 250 + cool-down at 128 "
-                        "tokens): cost 0.0058 Cranfield, 0.0031 CISI (outlier ratio 3)",
-    "f33f3322c91b7ba2": "the default shipped 2026-12-01 (step 340 + cool-down): cost 0.0024 Cranfield, -0.0029 CISI "
-                        "(outlier ratio 4)",
-    "fddeb9f4b2b73443": "the step-210 snapshot shipped earlier on 2026-12-01: cost 0.0068 Cranfield, 0.0013 CISI "
-                        "(outlier ratio 8)",
-    "43aa32f8152aefb3": "the previous 8-layer default: cost 0.0035 Cranfield, 0.0077 CISI (full dev sets, ratio 8)",
+    "f30f6b0bbfea8e4e": Int8Measurement(3.0, "the default shipped 2026-12-01, fourth session (second leg, step 250 "
+                                             "+ cool-down at 128 tokens): cost 0.0058 Cranfield, 0.0031 CISI"),
+    "f33f3322c91b7ba2": Int8Measurement(4.0, "the default shipped 2026-12-01 (step 340 + cool-down): cost 0.0024 "
+                                             "Cranfield, -0.0029 CISI"),
+    "fddeb9f4b2b73443": Int8Measurement(8.0, "the step-210 snapshot shipped earlier on 2026-12-01: cost 0.0068 "
+                                             "Cranfield, 0.0013 CISI"),
+    "43aa32f8152aefb3": Int8Measurement(8.0, "the previous 8-layer default: cost 0.0035 Cranfield, 0.0077 CISI "
+                                             "(full dev sets)"),
 }
 
 
@@ -126,6 +139,7 @@ class NVEmbedModel(nn.Module):
         self.source = str(config.extra.get("name", "nvembed"))
         self._fingerprint: str | None = None
         self._int8 = False
+        self._outlier_ratio: float | None = None
 
     # ----------------------------------------------------------------- int8
 
@@ -141,6 +155,21 @@ class NVEmbedModel(nn.Module):
                 raise RuntimeError("int8 encoding needs onnxruntime: pip install onnxruntime")
             int8_kernels.enable_int8(self)
         self._int8 = bool(enabled)
+
+    @property
+    def int8_outlier_ratio(self) -> float:
+        """int8 rows whose peak is over this many times the median row's compute in float: the ratio this
+        model's int8 cost was measured at (INT8_MEASURED), else `int8.OUTLIER_RATIO`; settable (benchmarks)."""
+        if self._outlier_ratio is not None:
+            return self._outlier_ratio
+        measured = INT8_MEASURED.get(self.fingerprint)
+        return int8_kernels.OUTLIER_RATIO if measured is None else measured.outlier_ratio
+
+    @int8_outlier_ratio.setter
+    def int8_outlier_ratio(self, ratio: float | None) -> None:
+        if ratio is not None and not ratio > 1.0:
+            raise ValueError(f"int8_outlier_ratio must be above 1, got {ratio}")
+        self._outlier_ratio = None if ratio is None else float(ratio)
 
     @property
     def precision(self) -> str:
@@ -285,7 +314,7 @@ class NVEmbedModel(nn.Module):
         self.eval()
         device = self.device
         use_int8 = self._int8 and device.type == "cpu"
-        int8 = int8_kernels.int8_inference(use_int8)
+        int8 = int8_kernels.int8_inference(use_int8, self.int8_outlier_ratio if use_int8 else None)
         with int8, tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress) as bar:
             start = 0
             while start < len(order):

@@ -106,6 +106,23 @@ def test_int8_kernel_is_close_to_the_float_product_and_exact_on_outlier_rows():
     assert kernel(torch.zeros(0, 64), weight, bias).shape == (0, 48)
 
 
+def test_the_outlier_ratio_of_the_context_decides_which_rows_compute_in_float():
+    torch.manual_seed(3)
+    weight, bias = torch.randn(40, 64) * 0.1, torch.randn(40)
+    kernel = Int8Kernel(weight, bias)
+    x = torch.randn(60, 64)
+    x[7] *= 5.0  # over a ratio of 3 to the median row's peak, under 20
+    exact = F.linear(x[7], weight, bias)
+    with int8_inference(True, outlier_ratio=3.0):
+        torch.testing.assert_close(kernel.rows(x, weight, bias)[7], exact, atol=1e-4, rtol=1e-5)
+    with int8_inference(True, outlier_ratio=20.0):
+        assert not torch.allclose(kernel.rows(x, weight, bias)[7], exact, atol=1e-4, rtol=1e-5)
+        assert torch.equal(kernel.rows(x, weight, bias), kernel.matmul(x))  # no row over 20x: one scale for all
+    with pytest.raises(ValueError, match="outlier_ratio"):
+        with int8_inference(True, outlier_ratio=0.5):
+            pass
+
+
 @pytest.mark.parametrize("shift", [0.0, 3.0, -3.0])  # mixed signs, all positive, all negative
 def test_outlier_rows_leave_the_other_rows_as_if_they_were_not_there(shift):
     torch.manual_seed(6)
@@ -321,10 +338,23 @@ def test_from_pretrained_uses_int8_by_default_only_for_a_measured_model(llama, t
     with pytest.raises(ValueError, match="NVEMBED_INT8"):
         NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
     # A model whose cost was measured (as the shipped default's is): int8 on a CPU unless told otherwise.
-    monkeypatch.setitem(model_module.INT8_MEASURED, loaded.fingerprint, "this test")
+    assert loaded.int8_outlier_ratio == int8_kernels.OUTLIER_RATIO
+    monkeypatch.setitem(model_module.INT8_MEASURED, loaded.fingerprint,
+                        model_module.Int8Measurement(7.5, "this test"))
     monkeypatch.delenv("NVEMBED_INT8")
     measured = NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu")
     assert measured.int8 and measured.precision == "int8"
+    assert measured.int8_outlier_ratio == 7.5  # the ratio its cost was measured at
+    seen = []
+    real_rows = Int8Kernel.rows
+    monkeypatch.setattr(Int8Kernel, "rows", lambda self, *a, **k: seen.append(int8_kernels._RATIO.get())
+                        or real_rows(self, *a, **k))
+    measured.encode_passages(PASSAGES[:2])
+    measured.int8_outlier_ratio = 2.5
+    measured.encode_passages(PASSAGES[:2])
+    assert seen and set(seen) == {7.5, 2.5}
+    with pytest.raises(ValueError, match="int8_outlier_ratio"):
+        measured.int8_outlier_ratio = 1.0
     assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu", int8=False).int8
     monkeypatch.setenv("NVEMBED_INT8", "0")
     assert not NVEmbedModel.from_pretrained(tmp_path / "m", device="cpu").int8
