@@ -11,10 +11,7 @@ PY=${PY:-.venv/bin/python}
 CORE="${CORE:-0}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PIN=(taskset -c "$CORE")
-CACHE=runs/data/teacher-unmined-64.npz
-if [ ! -f "$CACHE" ]; then
-    "${PIN[@]}" $PY -m training.teacher_cache --data runs/data/unmined/*.jsonl --out "$CACHE" --max-length 64
-fi
+CORE=$CORE scripts/build-run-data.sh  # the teacher cache, and the weak and unmined sets if missing
 ARMS=("$@"); [ ${#ARMS[@]} -gt 0 ] || ARMS=($(ls training/configs/arms/ | sed 's/\.yaml$//'))
 for arm in "${ARMS[@]}"; do
     out=runs/arms/$arm
