@@ -72,6 +72,9 @@ class Int8Measurement:
 # on a CPU, at their own outlier ratio. Add a model here only with its figures (python
 # benchmarks/int8_quality.py --outlier-ratio R, docs/benchmarks.md).
 INT8_MEASURED = {
+    "8cc94c0945a4763f": Int8Measurement(2.5, "the default shipped 2026-12-02, fifth session (second leg, step 570 "
+                                             "+ cool-down at 128 tokens): cost 0.0027 Cranfield, 0.0044 CISI (at "
+                                             "3: CISI 0.0101)"),
     "f30f6b0bbfea8e4e": Int8Measurement(3.0, "the default shipped 2026-12-01, fourth session (second leg, step 250 "
                                              "+ cool-down at 128 tokens): cost 0.0058 Cranfield, 0.0031 CISI"),
     "f33f3322c91b7ba2": Int8Measurement(4.0, "the default shipped 2026-12-01 (step 340 + cool-down): cost 0.0024 "

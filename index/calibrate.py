@@ -8,9 +8,11 @@ seconds, exactly as `run_search` fuses them and as `benchmarks/retrieval_modes.p
 passages, a document ranked by its best passage, nDCG@10).
 
 The setting chosen maximises the worst margin over the sets of hybrid against the better single mode,
-`min_s(hybrid_s - max(dense_s, keyword_s))`, ties broken by mean nDCG@10. Each set is also used alone to
-choose a setting that is then checked on the others (choose on Cranfield, check on CISI, and the reverse):
-the report says whether the method transfers. The result is written as a `search` block with the model
+`min_s(hybrid_s - max(dense_s, keyword_s))`, ties broken by mean nDCG@10, among the fusion methods that
+transfer: with two sets or more, each set is used alone to choose a method's setting that is then checked
+on the others (choose on Cranfield, check on CISI, and the reverse), and a method whose setting so chosen
+falls below the better single mode anywhere is not used (unless no method transfers). Data nobody tuned to
+is what a user brings, so a method whose best weights move from set to set is the riskier one. The result is written as a `search` block with the model
 (`fusion.py` reads it at search time): `encoder/default/default.json` for `--model default`, the
 `nvembed_search.search` entry of `config.json` for a model directory. `--dry-run` writes nothing.
 """
@@ -94,9 +96,23 @@ class Sweep:
     def mean(self, i: int, sets: Sequence[str]) -> float:
         return sum(self.ndcg[i][s] for s in sets) / len(sets)
 
-    def best(self, sets: Sequence[str], method: str | None = None) -> int:
-        idx = [i for i, c in enumerate(self.settings) if method is None or c.method == method]
+    def best(self, sets: Sequence[str], method: str | Sequence[str] | None = None) -> int:
+        methods = [method] if isinstance(method, str) else method
+        idx = [i for i, c in enumerate(self.settings) if methods is None or c.method in methods]
         return max(idx, key=lambda i: (round(self.margin(i, sets), 6), round(self.mean(i, sets), 6), -i))
+
+    def transfer_margin(self, method: str) -> float:
+        """The worst margin of `method` when its setting is chosen on one set and checked on the others."""
+        if len(self.sets) < 2:
+            return 0.0
+        return min(self.margin(self.best([s], method), [o for o in self.sets if o != s]) for s in self.sets)
+
+    def transferring_methods(self) -> list[str]:
+        """The methods whose one-set choice never falls below the better single mode on another set (all of
+        them if none does)."""
+        methods = sorted({c.method for c in self.settings})
+        good = [m for m in methods if self.transfer_margin(m) >= 0.0]
+        return good or methods
 
 
 class _Prepared:
@@ -187,23 +203,26 @@ def report(sw: Sweep) -> tuple[str, FusionConfig, dict[str, Any]]:
         cells = " | ".join(f"{sw.ndcg[i][s]:.3f} ({sw.ndcg[i][s] - max(sw.singles[s].values()):+.3f})" for s in sw.sets)
         return f"| {label} | {c.method} | {c.describe()} | {cells} |"
 
-    transfer: dict[str, Any] = {}
     groups: list[tuple[str, list[str]]] = [("all sets", sw.sets)]
     if len(sw.sets) > 1:
         groups += [(s, [s]) for s in sw.sets]
     for label, sets in groups:
         for method in ("rrf", "minmax", "zscore", None):
-            i = sw.best(sets, method)
-            lines.append(row(f"{label}{'' if method else ' (any method)'}", i))
-            if method is None and label != "all sets":
-                others = [s for s in sw.sets if s not in sets]
-                transfer[label] = {"setting": sw.settings[i].to_dict(),
-                                   "checked_on": {s: round(sw.ndcg[i][s], 4) for s in others},
-                                   "margin_on_others": round(sw.margin(i, others), 4)}
-    chosen = sw.best(sw.sets)
+            lines.append(row(f"{label}{'' if method else ' (any method)'}", sw.best(sets, method)))
+    methods = sw.transferring_methods()
+    chosen = sw.best(sw.sets, methods)
     config = sw.settings[chosen]
-    lines += ["", f"chosen (worst margin over all sets, then mean): {config.describe()}; "
+    lines += ["", "transfer (a method's setting chosen on one set, worst margin on the others): "
+              + ", ".join(f"{m} {sw.transfer_margin(m):+.3f}" for m in sorted({c.method for c in sw.settings})),
+              f"chosen (worst margin over all sets, then mean, among {', '.join(methods)}): {config.describe()}; "
               f"{len(sw.settings)} settings x {len(sw.sets)} sets scored in {sw.seconds:.1f} s"]
+    transfer: dict[str, Any] = {}  # the chosen method, its setting chosen on one set and checked on the others
+    for label in sw.sets if len(sw.sets) > 1 else []:
+        i = sw.best([label], config.method)
+        others = [s for s in sw.sets if s != label]
+        transfer[label] = {"setting": sw.settings[i].to_dict(),
+                           "checked_on": {s: round(sw.ndcg[i][s], 4) for s in others},
+                           "margin_on_others": round(sw.margin(i, others), 4)}
     measured = {
         "dev_ndcg@10": {s: {"dense": round(sw.singles[s]["dense"], 4), "keyword": round(sw.singles[s]["keyword"], 4),
                             "hybrid": round(sw.ndcg[chosen][s], 4)} for s in sw.sets},

@@ -182,3 +182,25 @@ def test_a_stale_block_of_this_model_warns_and_falls_back(model_dir, caplog):
     with caplog.at_level("WARNING", logger="index.fusion"):
         assert model_fusion(_load(model_dir)) == SAFE_DEFAULT
     assert "measured-before" in caplog.text and "python -m index.calibrate" in caplog.text
+
+
+def test_calibrate_uses_only_a_method_whose_one_set_choice_holds_on_the_other_set():
+    """z-score has the best worst margin on both sets together, but its setting chosen on set b alone loses
+    to keyword on set a: min-max, whose one-set choices hold on the other set, is chosen."""
+    singles = {"a": {"dense": 0.25, "keyword": 0.34}, "b": {"dense": 0.35, "keyword": 0.33}}
+    settings = [FusionConfig("zscore", 0.45, 0.55), FusionConfig("zscore", 0.7, 0.3),
+                FusionConfig("minmax", 0.3, 0.7), FusionConfig("minmax", 0.4, 0.6), FusionConfig("rrf")]
+    ndcg = [{"a": 0.366, "b": 0.399}, {"a": 0.327, "b": 0.400},
+            {"a": 0.364, "b": 0.384}, {"a": 0.363, "b": 0.390}, {"a": 0.30, "b": 0.30}]
+    sw = calibrate.Sweep(sets=["a", "b"], singles=singles, settings=settings, ndcg=ndcg)
+    assert sw.best(["a", "b"]) == 0  # the best worst margin over both sets, any method
+    assert sw.transfer_margin("zscore") == pytest.approx(0.327 - 0.34)  # chosen on b, checked on a
+    assert sw.transfer_margin("minmax") > 0
+    assert sw.transferring_methods() == ["minmax"]
+    text, config, measured = calibrate.report(sw)
+    assert config == settings[2]  # min-max 0.3: worst margin over both sets +0.024, against 0.4's +0.023
+    assert measured["chosen_on_one_checked_on_the_others"]["b"]["margin_on_others"] > 0
+    assert "among minmax" in text
+    # With no method that transfers, every method competes again.
+    sw.ndcg[3]["a"] = sw.ndcg[2]["a"] = 0.33
+    assert set(sw.transferring_methods()) == {"minmax", "rrf", "zscore"}
