@@ -59,6 +59,7 @@ PROGRESS_THRESHOLD = 256  # show a progress bar from this many texts on
 _INCIDENTAL_CONFIG_KEYS = {"transformers_version", "dtype", "torch_dtype", "architectures", "use_cache"}
 INT8_ENV = "NVEMBED_INT8"  # "1": int8 encoding on a CPU for any model, "0": float32 for every model
 
+
 @dataclass(frozen=True)
 class Int8Measurement:
     """A model's measured int8 cost: the outlier ratio it was measured at (`int8.OUTLIER_RATIO`'s meaning;
