@@ -84,12 +84,17 @@ def available() -> bool:
     return True
 
 
+def check_outlier_ratio(ratio: float | None, name: str = "outlier_ratio") -> None:
+    """Refuse a ratio that is not above 1 (a row's peak over the median row's; None means the default)."""
+    if ratio is not None and not ratio > 1.0:
+        raise ValueError(f"{name} must be above 1 (a row's peak over the median row's), got {ratio}")
+
+
 @contextlib.contextmanager
 def int8_inference(enabled: bool = True, outlier_ratio: float | None = None) -> Iterator[None]:
     """Inside this block (this thread or task only), `Int8Linear` layers compute in int8, rows whose peak is
     over `outlier_ratio` times the median row's in float (None: `OUTLIER_RATIO`)."""
-    if outlier_ratio is not None and not outlier_ratio > 1.0:
-        raise ValueError(f"outlier_ratio must be above 1 (a row's peak over the median row's), got {outlier_ratio}")
+    check_outlier_ratio(outlier_ratio)
     token, ratio = _ACTIVE.set(enabled), _RATIO.set(outlier_ratio)
     try:
         yield

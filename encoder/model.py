@@ -171,8 +171,7 @@ class NVEmbedModel(nn.Module):
 
     @int8_outlier_ratio.setter
     def int8_outlier_ratio(self, ratio: float | None) -> None:
-        if ratio is not None and not ratio > 1.0:
-            raise ValueError(f"int8_outlier_ratio must be above 1, got {ratio}")
+        int8_kernels.check_outlier_ratio(ratio, "int8_outlier_ratio")
         self._outlier_ratio = None if ratio is None else float(ratio)
 
     @property

@@ -12,9 +12,10 @@ The setting chosen maximises the worst margin over the sets of hybrid against th
 transfer: with two sets or more, each set is used alone to choose a method's setting that is then checked
 on the others (choose on Cranfield, check on CISI, and the reverse), and a method whose setting so chosen
 falls below the better single mode anywhere is not used (unless no method transfers). Data nobody tuned to
-is what a user brings, so a method whose best weights move from set to set is the riskier one. The result is written as a `search` block with the model
-(`fusion.py` reads it at search time): `encoder/default/default.json` for `--model default`, the
-`nvembed_search.search` entry of `config.json` for a model directory. `--dry-run` writes nothing.
+is what a user brings, so a method whose best weights move from set to set is the riskier one. The result
+is written as a `search` block with the model (`fusion.py` reads it at search time):
+`encoder/default/default.json` for `--model default`, the `nvembed_search.search` entry of `config.json` for
+a model directory. `--dry-run` writes nothing.
 """
 
 from __future__ import annotations
@@ -107,12 +108,15 @@ class Sweep:
             return 0.0
         return min(self.margin(self.best([s], method), [o for o in self.sets if o != s]) for s in self.sets)
 
+    def transfer_margins(self) -> dict[str, float]:
+        """`transfer_margin` of every method in the sweep, by name."""
+        return {m: self.transfer_margin(m) for m in sorted({c.method for c in self.settings})}
+
     def transferring_methods(self) -> list[str]:
         """The methods whose one-set choice never falls below the better single mode on another set (all of
         them if none does)."""
-        methods = sorted({c.method for c in self.settings})
-        good = [m for m in methods if self.transfer_margin(m) >= 0.0]
-        return good or methods
+        margins = self.transfer_margins()
+        return [m for m, margin in margins.items() if margin >= 0.0] or list(margins)
 
 
 class _Prepared:
@@ -213,7 +217,7 @@ def report(sw: Sweep) -> tuple[str, FusionConfig, dict[str, Any]]:
     chosen = sw.best(sw.sets, methods)
     config = sw.settings[chosen]
     lines += ["", "transfer (a method's setting chosen on one set, worst margin on the others): "
-              + ", ".join(f"{m} {sw.transfer_margin(m):+.3f}" for m in sorted({c.method for c in sw.settings})),
+              + ", ".join(f"{m} {margin:+.3f}" for m, margin in sw.transfer_margins().items()),
               f"chosen (worst margin over all sets, then mean, among {', '.join(methods)}): {config.describe()}; "
               f"{len(sw.settings)} settings x {len(sw.sets)} sets scored in {sw.seconds:.1f} s"]
     transfer: dict[str, Any] = {}  # the chosen method, its setting chosen on one set and checked on the others
