@@ -14,6 +14,9 @@ Variants (all the same model and batch size):
   order, handed to `encode_passages` in the ingest's slices (2 x `IngestConfig.batch_size` passages, each
   sorted by length within, batches of `IngestConfig.batch_size`), so padding is what an ingest really pays.
 
+`--outlier-ratios R ...` adds `int8@R` (and `ingest-int8@R` when `ingest-int8` runs): the int8 variants at
+another outlier ratio (encoder/int8.py) in the same rotation; plain `int8` runs at the model's own ratio.
+
 `--allocators glibc jemalloc` runs the variants in one child process per allocator (the jemalloc one started
 through scripts/with-jemalloc.sh), all at the same time on the same cores, so both see the same load; ratios
 are against glibc's float32. The allocator is a property of the process, hence the children. The first
@@ -79,10 +82,23 @@ def naive_encode(model: NVEmbedModel, texts: list[str], batch_size: int, max_len
     return np.concatenate(out)
 
 
+def kind(variant: str) -> str:
+    """A variant's name without its outlier ratio: `int8@3` -> `int8`."""
+    return variant.partition("@")[0]
+
+
+def with_ratios(variants: list[str], ratios: list[float]) -> list[str]:
+    """The variants, then `int8@R` / `ingest-int8@R` for every ratio whose plain int8 variant is among them."""
+    extra = [f"{v}@{r:g}" for r in ratios for v in ("int8", "ingest-int8") if v in variants]
+    return list(variants) + extra
+
+
 def configure(model: NVEmbedModel, variant: str) -> None:
-    """Put the model in a variant's numeric configuration."""
-    model.int8 = variant.endswith("int8")
-    model.latent_attention_model.fold_latents = variant in ("float32-folded", "int8", "unfused-int8", "ingest-int8")
+    """Put the model in a variant's numeric configuration (`@R`: int8 at outlier ratio R)."""
+    name, _, ratio = variant.partition("@")
+    model.int8 = name.endswith("int8")
+    model.int8_outlier_ratio = float(ratio) if ratio else None  # None: the model's own ratio
+    model.latent_attention_model.fold_latents = name in ("float32-folded", "int8", "unfused-int8", "ingest-int8")
     if variant == "unfused-int8":
         int8_kernels.unfuse(model)  # the int8 setter groups the layers again; ungrouping is cheap (kernels kept)
 
@@ -151,7 +167,7 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
     sets = [load_beir(path, max_queries=max_queries, max_docs=max_docs) for path in beir]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for v in variants:
-        if v in ("naive", "unfused-int8") or v.startswith("ingest-"):
+        if kind(v) in ("naive", "unfused-int8") or v.startswith("ingest-"):
             continue
         configure(model, v)
         table[v] = {}
@@ -163,6 +179,9 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
                     ("unfused-int8", "int8")):
         if v in variants and same in table:  # the same numbers in another order: the same vectors, up to rounding
             table[v] = table[same]
+    for v in variants:
+        if v.startswith("ingest-int8@") and v.removeprefix("ingest-") in table:
+            table[v] = table[v.removeprefix("ingest-")]
     return table
 
 
@@ -172,8 +191,9 @@ def run(args: argparse.Namespace) -> dict:
     baseline = NVEmbedModel.from_pretrained(args.baseline_model, device="cpu") if args.baseline_model else None
     texts = load_passages(args.n, corpus=args.corpus)
     lengths = [len(r) for r in token_ids(model.tokenizer, texts, "", args.max_length)]
-    results = measure(model, texts, list(args.variants), args.batch_size, args.max_length, args.rounds, baseline)
-    scores = quality(model, list(args.variants), args.beir, args.max_queries, args.max_docs, args.batch_size)
+    variants = with_ratios(list(args.variants), args.outlier_ratios)
+    results = measure(model, texts, variants, args.batch_size, args.max_length, args.rounds, baseline)
+    scores = quality(model, variants, args.beir, args.max_queries, args.max_docs, args.batch_size)
     if baseline is not None:
         scores[BASELINE] = quality(baseline, ["float32"], args.beir, args.max_queries, args.max_docs,
                                    args.batch_size).get("float32", {})
@@ -270,6 +290,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=4, help="slices, each encoded by every variant in turn")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--outlier-ratios", nargs="+", type=float, default=[], metavar="R",
+                        help="also time int8 (and ingest-int8) at these outlier ratios: variants int8@R")
     parser.add_argument("--beir", type=Path, nargs="*", default=[], help="dev sets for the quality columns")
     parser.add_argument("--max-queries", type=int, default=50)
     parser.add_argument("--max-docs", type=int, default=300)

@@ -398,3 +398,25 @@ def test_the_default_in_int8_ranks_real_passages_as_float32_does(monkeypatch):
     top10 = [len(set(np.argsort(-g)[:10]) & set(np.argsort(-w)[:10])) / 10
              for g, w in zip(got_q @ got_p.T, ref_q @ ref_p.T, strict=True)]
     assert np.mean(top10) > 0.8
+
+
+def test_encode_benchmark_times_int8_at_another_outlier_ratio_and_restores_the_models_own():
+    from benchmarks.encode import configure, kind, with_ratios
+
+    assert with_ratios(["float32", "int8", "ingest-int8"], [3.0, 2.5]) == [
+        "float32", "int8", "ingest-int8", "int8@3", "ingest-int8@3", "int8@2.5", "ingest-int8@2.5"]
+    assert with_ratios(["float32"], [3.0]) == ["float32"]  # no int8 variant, nothing to vary
+    assert kind("ingest-int8@2.5") == "ingest-int8"
+    model = tiny_model()
+    own = model.int8_outlier_ratio
+    configure(model, "int8@3")
+    assert model.int8 and model.int8_outlier_ratio == 3.0 and model.latent_attention_model.fold_latents
+    configure(model, "int8@1.01")  # about half the rows over 1.01 x the median row's: those in float
+    low = model.encode_passages(PASSAGES, batch_size=4)
+    configure(model, "int8@1000")  # no row is an outlier: every row in int8
+    high = model.encode_passages(PASSAGES, batch_size=4)
+    assert not np.allclose(low, high)  # the ratio reached the kernels
+    configure(model, "int8")
+    assert model.int8_outlier_ratio == own
+    configure(model, "float32")
+    assert not model.int8 and not model.latent_attention_model.fold_latents
