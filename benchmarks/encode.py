@@ -87,6 +87,13 @@ def kind(variant: str) -> str:
     return variant.partition("@")[0]
 
 
+def computed_as(variant: str) -> str:
+    """The variant whose vectors this one's are: the same numbers in another order, up to rounding."""
+    if variant.startswith("ingest-"):
+        return variant.removeprefix("ingest-")
+    return {"naive": "float32", "unfused-int8": "int8"}.get(variant, variant)
+
+
 def with_ratios(variants: list[str], ratios: list[float]) -> list[str]:
     """The variants, then `int8@R` / `ingest-int8@R` for every ratio whose plain int8 variant is among them."""
     extra = [f"{v}@{r:g}" for r in ratios for v in ("int8", "ingest-int8") if v in variants]
@@ -95,7 +102,7 @@ def with_ratios(variants: list[str], ratios: list[float]) -> list[str]:
 
 def configure(model: NVEmbedModel, variant: str) -> None:
     """Put the model in a variant's numeric configuration (`@R`: int8 at outlier ratio R)."""
-    name, _, ratio = variant.partition("@")
+    name, ratio = kind(variant), variant.partition("@")[2]
     model.int8 = name.endswith("int8")
     model.int8_outlier_ratio = float(ratio) if ratio else None  # None: the model's own ratio
     model.latent_attention_model.fold_latents = name in ("float32-folded", "int8", "unfused-int8", "ingest-int8")
@@ -167,7 +174,7 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
     sets = [load_beir(path, max_queries=max_queries, max_docs=max_docs) for path in beir]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for v in variants:
-        if kind(v) in ("naive", "unfused-int8") or v.startswith("ingest-"):
+        if computed_as(v) != v:
             continue
         configure(model, v)
         table[v] = {}
@@ -175,13 +182,9 @@ def quality(model: NVEmbedModel, variants: list[str], beir: list[Path], max_quer
             metrics = evaluate_beir(model, data, batch_size=batch_size)
             table[v][path.name] = {"ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"]}
         print(f"[encode] quality {v}: {json.dumps(table[v])}", file=sys.stderr, flush=True)
-    for v, same in (("naive", "float32"), ("ingest-float32", "float32"), ("ingest-int8", "int8"),
-                    ("unfused-int8", "int8")):
-        if v in variants and same in table:  # the same numbers in another order: the same vectors, up to rounding
-            table[v] = table[same]
     for v in variants:
-        if v.startswith("ingest-int8@") and v.removeprefix("ingest-") in table:
-            table[v] = table[v.removeprefix("ingest-")]
+        if computed_as(v) != v and computed_as(v) in table:
+            table[v] = table[computed_as(v)]
     return table
 
 

@@ -102,11 +102,17 @@ class Sweep:
         idx = [i for i, c in enumerate(self.settings) if methods is None or c.method in methods]
         return max(idx, key=lambda i: (round(self.margin(i, sets), 6), round(self.mean(i, sets), 6), -i))
 
+    def others(self, name: str) -> list[str]:
+        return [s for s in self.sets if s != name]
+
+    def chosen_alone(self, method: str) -> dict[str, int]:
+        """`method`'s setting chosen on each set alone, by set (none with a single set: nothing to check on)."""
+        return {s: self.best([s], method) for s in self.sets} if len(self.sets) > 1 else {}
+
     def transfer_margin(self, method: str) -> float:
         """The worst margin of `method` when its setting is chosen on one set and checked on the others."""
-        if len(self.sets) < 2:
-            return 0.0
-        return min(self.margin(self.best([s], method), [o for o in self.sets if o != s]) for s in self.sets)
+        chosen = self.chosen_alone(method)
+        return min((self.margin(i, self.others(s)) for s, i in chosen.items()), default=0.0)
 
     def transfer_margins(self) -> dict[str, float]:
         """`transfer_margin` of every method in the sweep, by name."""
@@ -221,12 +227,10 @@ def report(sw: Sweep) -> tuple[str, FusionConfig, dict[str, Any]]:
               f"chosen (worst margin over all sets, then mean, among {', '.join(methods)}): {config.describe()}; "
               f"{len(sw.settings)} settings x {len(sw.sets)} sets scored in {sw.seconds:.1f} s"]
     transfer: dict[str, Any] = {}  # the chosen method, its setting chosen on one set and checked on the others
-    for label in sw.sets if len(sw.sets) > 1 else []:
-        i = sw.best([label], config.method)
-        others = [s for s in sw.sets if s != label]
+    for label, i in sw.chosen_alone(config.method).items():
         transfer[label] = {"setting": sw.settings[i].to_dict(),
-                           "checked_on": {s: round(sw.ndcg[i][s], 4) for s in others},
-                           "margin_on_others": round(sw.margin(i, others), 4)}
+                           "checked_on": {s: round(sw.ndcg[i][s], 4) for s in sw.others(label)},
+                           "margin_on_others": round(sw.margin(i, sw.others(label)), 4)}
     measured = {
         "dev_ndcg@10": {s: {"dense": round(sw.singles[s]["dense"], 4), "keyword": round(sw.singles[s]["keyword"], 4),
                             "hybrid": round(sw.ndcg[chosen][s], 4)} for s in sw.sets},
