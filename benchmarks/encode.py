@@ -270,8 +270,8 @@ def print_table(result: dict, args: argparse.Namespace) -> None:
               "against baseline-ingest-float32 for ingest rows, baseline-float32 for the others")
     extra = " vs baseline (CPU) |" if other is not None else ""
     head = "| variant | wall s | CPU s | passages/s (CPU) | tokens/s (CPU) | vs float32 (CPU) | vs float32 (wall) |" \
-           f"{extra} min cosine to float32 | " + " | ".join(f"{n} nDCG@10 | {n} R@100" for n in names)
-    print(head + " |\n|" + "---|" * (8 + (other is not None) + 2 * len(names)))
+           f"{extra} min cosine to float32 |" + "".join(f" {n} nDCG@10 | {n} R@100 |" for n in names)
+    print(head + "\n|" + "---|" * (8 + (other is not None) + 2 * len(names)))
     for v, r in rows.items():
         cells = [f"{r['quality'][n]['ndcg@10']:.3f} | {r['quality'][n]['recall@100']:.3f}" if n in r["quality"]
                  else "– | –" for n in names]
@@ -279,7 +279,7 @@ def print_table(result: dict, args: argparse.Namespace) -> None:
         cosine = "–" if r["min_cosine"] is None else f"{r['min_cosine']:.4f}"
         print(f"| {v} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {result['n'] / r['cpu_s']:.2f} | "
               f"{result['tokens'] / r['cpu_s']:.0f} | {base['cpu_s'] / r['cpu_s']:.2f}x | "
-              f"{base['wall_s'] / r['wall_s']:.2f}x |{versus} {cosine} | " + " | ".join(cells) + " |")
+              f"{base['wall_s'] / r['wall_s']:.2f}x |{versus} {cosine} |" + "".join(f" {c} |" for c in cells))
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 # training/configs/arms/ trains stage 1 for the same 20-minute wall-time budget on ONE pinned core with one
 # thread (other work on the machine stays on the other core), then is evaluated on the same dev subsets.
 # Resumable: a finished arm is skipped, an interrupted one continues from its last checkpoint.
-# Needs the data of scripts/train-default.sh steps 1-2 under runs/data (weak/, shared/, mined/, unmined/).
+# Builds what the arms read and is missing (scripts/build-run-data.sh with ARMS=1) first.
 # Usage: scripts/run-arms.sh [ARM ...]   (default: every arm file, in name order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ PY=${PY:-.venv/bin/python}
 CORE="${CORE:-0}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PIN=(taskset -c "$CORE")
-CORE=$CORE scripts/build-run-data.sh  # the teacher cache, and the weak and unmined sets if missing
+ARMS=1 CORE=$CORE scripts/build-run-data.sh
 ARMS=("$@"); [ ${#ARMS[@]} -gt 0 ] || ARMS=($(ls training/configs/arms/ | sed 's/\.yaml$//'))
 for arm in "${ARMS[@]}"; do
     out=runs/arms/$arm

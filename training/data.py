@@ -19,6 +19,7 @@ Only training splits are read; the evaluation sets (`eval/`, STS dev/test, Banki
 
     python -m training.data build --source ../shared/data/train --out runs/data [--max-per-set N]
     python -m training.data validate FILE.jsonl [...]
+    python -m training.data sample FILE.jsonl [...] --out DIR --max-per-file N [--drop-negatives]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import random
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +315,19 @@ def subset(examples: list[Example], limit: int | None, seed: int) -> list[Exampl
     return [examples[i] for i in chosen]
 
 
+def sample_files(files: Sequence[str | Path], out: str | Path, limit: int, seed: int = 0,
+                 drop_negatives: bool = False) -> dict[str, int]:
+    """Write a random subset (at most `limit`, in file order) of each JSONL file to `out` under its own name."""
+    out = Path(out)
+    counts = {}
+    for path in map(Path, files):
+        examples = subset(read_jsonl(path), limit, seed)
+        if drop_negatives:
+            examples = [replace(e, negatives=[]) for e in examples]
+        counts[path.name] = write_jsonl(examples, out / path.name)
+    return counts
+
+
 def build_all(source: str | Path, out: str | Path, max_per_set: int | None = None, num_negatives: int = 7,
               seed: int = 0) -> dict[str, int]:
     """Write medquad / banking77-classification / banking77-clustering / sts JSONL files; return counts."""
@@ -343,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--max-per-set", type=int, help="random subset of each set (small CPU runs)")
     build.add_argument("--negatives", type=int, default=7, help="hard negatives per example")
     build.add_argument("--seed", type=int, default=0)
+    sample = commands.add_parser("sample", help="a random subset of each file, written under --out by name")
+    sample.add_argument("files", nargs="+")
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--max-per-file", type=int, required=True)
+    sample.add_argument("--drop-negatives", action="store_true", help="keep query and positive only")
+    sample.add_argument("--seed", type=int, default=0)
     validate = commands.add_parser("validate", help="check JSONL files and print per-task counts")
     validate.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
@@ -350,6 +370,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = build_all(args.source, args.out, args.max_per_set, args.negatives, args.seed)
         for name, count in counts.items():
             print(f"{Path(args.out) / (name + '.jsonl')}: {count} examples")
+        return 0
+    if args.command == "sample":
+        try:
+            counts = sample_files(args.files, args.out, args.max_per_file, args.seed, args.drop_negatives)
+        except DataError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        for name, count in counts.items():
+            print(f"{Path(args.out) / name}: {count} examples")
         return 0
     try:
         for path in args.files:

@@ -6,7 +6,8 @@ embeds the pool once (`build`) into one `.npz` file (text keys, float16 vectors,
 serves it through the same `embed(texts, max_length)` the trainer asks of a teacher (`CachedTeacher`). A
 text that is not in the file is embedded by the live teacher (loaded only then) and counted as a miss.
 
-    python -m training.teacher_cache --data runs/data/weak/debian.jsonl ... --out teacher-64.npz --max-length 64
+    python -m training.teacher_cache --data runs/data/weak/debian.jsonl ... --out teacher-64.npz --max-length 64 \
+        [--extend]
 """
 
 from __future__ import annotations
@@ -40,12 +41,38 @@ def build(teacher: Any, texts: Sequence[str], out: Path, max_length: int, batch_
     started = time.perf_counter()
     vectors = teacher.encode_passages(list(texts), batch_size=batch_size, max_length=max_length)
     keys = np.array([text_key(t) for t in texts], dtype=np.int64)
+    _write(out, keys, vectors.astype(np.float16), max_length, getattr(teacher, "name", "teacher"))
+    return {"texts": len(texts), "seconds": round(time.perf_counter() - started, 1), "path": str(out)}
+
+
+def extend(teacher: Any, texts: Sequence[str], out: Path, max_length: int, batch_size: int = 64) -> dict[str, Any]:
+    """Add to the cache file `out` the texts it lacks, keeping its rows (building it when there is none).
+
+    One cache then serves every run whose pool grew (the long run's, then the recipe arms'); a cache of
+    another token limit or another teacher is an error rather than a mixture."""
+    if not out.is_file():
+        return build(teacher, texts, out, max_length, batch_size)
+    started = time.perf_counter()
+    data = np.load(out)
+    name = getattr(teacher, "name", "teacher")
+    if int(data["max_length"]) != max_length or str(data["teacher"]) != name:
+        raise ValueError(f"teacher cache {out} holds {data['teacher']} at max_length {int(data['max_length'])}, "
+                         f"not {name} at {max_length}: write another file")
+    have = {int(k) for k in data["keys"]}
+    missing = [t for t in texts if text_key(t) not in have]
+    if missing:
+        vectors = teacher.encode_passages(missing, batch_size=batch_size, max_length=max_length)
+        keys = np.concatenate([data["keys"], np.array([text_key(t) for t in missing], dtype=np.int64)])
+        _write(out, keys, np.concatenate([data["vectors"], vectors.astype(np.float16)]), max_length, name)
+    return {"texts": len(have) + len(missing), "added": len(missing),
+            "seconds": round(time.perf_counter() - started, 1), "path": str(out)}
+
+
+def _write(out: Path, keys: np.ndarray, vectors: np.ndarray, max_length: int, teacher: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, keys=keys, vectors=vectors.astype(np.float16), max_length=np.array(max_length),
-             teacher=np.array(getattr(teacher, "name", "teacher")))
-    tmp.replace(out)
-    return {"texts": len(texts), "seconds": round(time.perf_counter() - started, 1), "path": str(out)}
+    np.savez(tmp, keys=keys, vectors=vectors, max_length=np.array(max_length), teacher=np.array(teacher))
+    tmp.replace(out)  # a run reading the old file keeps it; the next one opens the new
 
 
 class CachedTeacher:
@@ -83,12 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-length", type=int, required=True, help="the stage's max_length (teacher tokens)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--extend", action="store_true",
+                        help="keep an existing --out and embed only the texts it lacks")
     args = parser.parse_args(argv)
     from .teacher import MiniLMTeacher
 
     texts = pool_texts(args.data)
     print(f"[teacher cache] {len(texts)} distinct texts from {len(args.data)} files", file=sys.stderr, flush=True)
-    report = build(MiniLMTeacher(), texts, args.out, args.max_length, args.batch_size)
+    write = extend if args.extend else build
+    try:
+        report = write(MiniLMTeacher(), texts, args.out, args.max_length, args.batch_size)
+    except ValueError as exc:
+        print(f"[teacher cache] {exc}", file=sys.stderr)
+        return 2
     print(f"[teacher cache] {report}", file=sys.stderr)
     return 0
 

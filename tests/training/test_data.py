@@ -144,3 +144,21 @@ def test_cli_validate(tmp_path, capsys):
     path = write_lines(tmp_path / "bad.jsonl", [GOOD, {**GOOD, "task": "nope"}])
     assert main(["validate", str(path)]) == 1
     assert f"{path}:2: unknown task" in capsys.readouterr().err
+
+
+def test_cli_sample_takes_a_seeded_subset_and_can_drop_negatives(tmp_path, capsys):
+    from training.data import main
+
+    rows = [{**GOOD, "query": f"q{i}", "negatives": [f"n{i}"]} for i in range(10)]
+    source = write_lines(tmp_path / "weak.jsonl", rows)
+    assert main(["sample", str(source), "--out", str(tmp_path / "a"), "--max-per-file", "4"]) == 0
+    assert main(["sample", str(source), "--out", str(tmp_path / "b"), "--max-per-file", "4",
+                 "--drop-negatives"]) == 0
+    assert f"{tmp_path / 'a' / 'weak.jsonl'}: 4 examples" in capsys.readouterr().out
+    kept, dropped = read_jsonl(tmp_path / "a" / "weak.jsonl"), read_jsonl(tmp_path / "b" / "weak.jsonl")
+    assert [e.query for e in kept] == [e.query for e in dropped]  # same seed, same rows, in file order
+    assert [e.query for e in kept] == sorted((e.query for e in kept), key=lambda q: int(q[1:]))
+    assert all(e.negatives == [f"n{e.query[1:]}"] for e in kept) and all(e.negatives == [] for e in dropped)
+    bad = write_lines(tmp_path / "bad.jsonl", [{**GOOD, "task": "nope"}])
+    assert main(["sample", str(bad), "--out", str(tmp_path / "c"), "--max-per-file", "4"]) == 1
+    assert "unknown task" in capsys.readouterr().err and not (tmp_path / "c").exists()

@@ -16,7 +16,7 @@ from training.batching import text_key
 from training.config import ConfigError, ModelConfig, validate
 from training.losses import distillation_kl
 from training.modeling import Precision, load_base, prepare_trainable, start_as_mean_pooling
-from training.teacher_cache import CachedTeacher, build, pool_texts
+from training.teacher_cache import CachedTeacher, build, extend, pool_texts
 from training.trainer import StageTrainer
 from training.two_stage import run
 
@@ -31,7 +31,7 @@ class HashTeacher:
     name = "hash-teacher"
 
     def __init__(self, dim: int = 8):
-        self.dim, self.calls = dim, 0
+        self.dim, self.calls, self.encoded = dim, 0, 0
 
     def _one(self, text: str) -> np.ndarray:
         rng = np.random.default_rng(abs(text_key(text)))
@@ -39,6 +39,7 @@ class HashTeacher:
         return v / np.linalg.norm(v)
 
     def encode_passages(self, texts, batch_size=64, max_length=None, **_):
+        self.encoded += len(texts)
         return np.stack([self._one(t) for t in texts])
 
     def embed(self, texts, max_length=None):
@@ -116,6 +117,24 @@ def test_teacher_cache_round_trip_and_misses(tmp_path, data_files):
     assert (cached.hits, cached.misses, live.calls) == (10, 10, 10)
     with pytest.raises(ValueError, match="max_length 64"):
         CachedTeacher(tmp_path / "cache.npz", fallback=live, max_length=128)
+
+
+def test_teacher_cache_extend_embeds_only_the_missing_texts(tmp_path, data_files):
+    texts = pool_texts([data_files["retrieval"]])
+    live, cache = HashTeacher(), tmp_path / "cache.npz"
+    assert extend(live, texts[:30], cache, max_length=64)["texts"] == 30  # no file yet: built
+    before = np.load(cache)["vectors"].copy()
+    report = extend(live, texts[:50], cache, max_length=64)
+    assert (report["texts"], report["added"], live.calls) == (50, 20, 0)
+    assert live.encoded == 50  # 30 at first, then only the 20 new ones
+    assert np.array_equal(np.load(cache)["vectors"][:30], before)
+    cached = CachedTeacher(cache, fallback=None, max_length=64)
+    torch.testing.assert_close(cached.embed(texts[:50]), torch.from_numpy(live.encode_passages(texts[:50])),
+                               atol=2e-3, rtol=0)
+    assert extend(live, texts[:50], cache, max_length=64)["added"] == 0
+    with pytest.raises(ValueError, match="max_length 64"):
+        extend(live, texts, cache, max_length=128)
+    assert len(np.load(cache)["keys"]) == 50  # the refused call wrote nothing
 
 
 def test_time_budget_ends_the_stage_and_decays_the_rate(tiny, data_files, tmp_path):
