@@ -11,12 +11,13 @@ Debian machine (or install from Debian's archive), need no model hub, and are DF
 | manual pages (`/usr/share/man/man{1,5,8}`) | NAME line ("what it does") | DESCRIPTION text | each package's own licence |
 | docstrings of installed Python packages (site-packages, read with `ast`, nothing imported) | summary line (or the signature when there is none) | `name(signature): rest of the docstring` | each package's own licence |
 | READMEs and Markdown/reST documents under `/usr/share/doc` | package + section title | section text | each package's own licence |
+| narrative docs of SciPy, Astropy, SymPy (`python-{scipy,astropy,sympy}-doc`; API pages skipped) | page title + section title | section text | BSD-3-Clause |
 
 Pairs are deduplicated (normalised query and normalised passage), and any pair sharing a 10-word shingle
 with an evaluation set (`../shared/data/eval`) is dropped, so evaluation stays held out.
 
     python -m training.weak_pairs --out runs/data/weak [--apt-update] [--install-docs] [--max-per-source N] \
-        [--sources debian python_docs manpages docstrings usr_share_doc]
+        [--sources debian python_docs manpages docstrings usr_share_doc science_docs]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ INSTRUCTIONS = {
     "manpages": "Given what a command does, retrieve the manual page that describes it",
     "docstrings": "Given a one-line summary of a Python function, class or module, retrieve its documentation",
     "usr_share_doc": "Given a section title from a software package's documentation, retrieve the section text",
+    "science_docs": "Given a section title from a scientific guide, retrieve the section text",
 }
 LICENCES = {
     "debian": "Debian package descriptions: each package's DFSG-free licence (Debian main)",
@@ -54,6 +56,7 @@ LICENCES = {
     "manpages": "manual pages from installed Debian packages: each package's DFSG-free licence",
     "docstrings": "docstrings of the installed Python packages (site-packages): each package's own licence",
     "usr_share_doc": "README/Markdown/reST files of installed Debian packages: each package's DFSG-free licence",
+    "science_docs": "SciPy, Astropy and SymPy documentation (Debian python-{scipy,astropy,sympy}-doc): BSD-3-Clause",
 }
 MIN_PASSAGE_WORDS = 15
 MAX_PASSAGE_CHARS = 2000
@@ -107,28 +110,57 @@ def debian_pairs(lists_dir: Path = APT_LISTS) -> Iterator[Pair]:
 
 
 def python_doc_pairs(root: Path = PYTHON_DOCS) -> Iterator[Pair]:
-    from bs4 import BeautifulSoup
-
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not found; install Debian's python3.11-doc (or pass --install-docs)")
+    yield from sphinx_pairs(root, "python_docs")
+
+
+def _is_section(tag) -> bool:  # Sphinx >= 4 writes <section>, older versions <div class="section">
+    return tag.name == "section" or (tag.name == "div" and "section" in (tag.get("class") or []))
+
+
+def sphinx_pairs(root: Path, source: str, skip_dirs: frozenset[str] = frozenset()) -> Iterator[Pair]:
+    """(page title: section title, section text) for every section of a Sphinx HTML tree under `root`."""
+    from bs4 import BeautifulSoup
+
     for page in sorted(root.rglob("*.html")):
-        if page.parts[-2] in {"_static", "_sources"} or page.name in {"genindex.html", "search.html"}:
+        parts = set(page.relative_to(root).parts[:-1])
+        if parts & ({"_static", "_sources", "_modules", "_images"} | skip_dirs) or page.name.startswith("release.") \
+                or page.name in {"genindex.html", "search.html", "py-modindex.html", "changelog.html"}:
             continue
         soup = BeautifulSoup(page.read_text(errors="replace"), "html.parser")
         body = soup.find("div", attrs={"role": "main"}) or soup.find("div", class_="body")
         if body is None:
             continue
         title_tag = body.find("h1")
-        page_title = _clean(title_tag.get_text(" ")).rstrip("¶").strip() if title_tag else page.stem
-        for section in body.find_all("section"):
+        page_title = _clean(title_tag.get_text(" ")).rstrip("¶#").strip() if title_tag else page.stem
+        for section in body.find_all(_is_section):
             heading = section.find(["h1", "h2", "h3", "h4"], recursive=False)
             if heading is None:
                 continue
-            title = _clean(heading.get_text(" ")).rstrip("¶").strip()
+            title = _clean(heading.get_text(" ")).rstrip("¶#").strip()
             parts = [_clean(child.get_text(" ")) for child in section.find_all(["p", "dl", "ul"], recursive=False)]
             passage = "\n".join(p for p in parts if p)
             query = title if title == page_title else f"{page_title}: {title}"
-            yield Pair("python_docs", re.sub(r"^[\d.]+\s+", "", query), passage)
+            yield Pair(source, re.sub(r"^[\d.]+\s+", "", query), passage)
+
+
+# ------------------------------------------------------------------------------------------ scientific docs
+
+# Narrative documentation (user guides, tutorials) of scientific Python libraries, from Debian's doc
+# packages: prose about physics, mathematics, statistics and signal processing, where every other source
+# is about software. Generated API pages are skipped (the docstrings source covers that kind of text).
+SCIENCE_DOC_PACKAGES = ("python-scipy-doc", "python-astropy-doc", "python-sympy-doc")
+SCIENCE_SKIP_DIRS = frozenset({"generated", "api", "whatsnew", "dev"})  # API pages, release notes, contributing
+
+
+def science_doc_pairs(root: Path = DOC_ROOT, packages: Iterable[str] = SCIENCE_DOC_PACKAGES) -> Iterator[Pair]:
+    found = [(name, root / name / "html") for name in packages if (root / name / "html").is_dir()]
+    if not found:
+        raise FileNotFoundError(f"none of {', '.join(packages)} under {root}; apt-get install them "
+                                "(or pass --install-docs)")
+    for _, html in found:
+        yield from sphinx_pairs(html, "science_docs", SCIENCE_SKIP_DIRS)
 
 
 # ------------------------------------------------------------------------------------------ man pages
@@ -290,6 +322,8 @@ def _doc_files(root: Path) -> Iterator[tuple[str, Path]]:
     for package_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         if package_dir.name.startswith("python3") and (package_dir / "html").is_dir():
             continue  # the Python documentation: the python_docs source
+        if package_dir.name in SCIENCE_DOC_PACKAGES:
+            continue  # the science_docs source (its _sources/*.txt would repeat every page)
         for file in sorted(package_dir.rglob("*")):
             name = file.name.removesuffix(".gz")
             base, dot, ext = name.rpartition(".")
@@ -390,6 +424,7 @@ SOURCES = {
     "manpages": man_pairs,
     "docstrings": docstring_pairs,
     "usr_share_doc": usr_share_doc_pairs,
+    "science_docs": science_doc_pairs,
 }
 
 
@@ -428,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.apt_update:
         subprocess.run(["apt-get", "update", "-o", "Acquire::Languages=en"], check=True)
     if args.install_docs:
-        subprocess.run(["apt-get", "install", "-y", "python3.11-doc"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "python3.11-doc",
+                        *SCIENCE_DOC_PACKAGES], check=True)
     build(args.out, args.max_per_source, args.seed, args.sources)
 
 

@@ -2,6 +2,8 @@
 
 import gzip
 
+import pytest
+
 from training.weak_pairs import Pair, _man_sections, debian_pairs, man_pairs, overlaps, select
 
 TRANSLATION = """Package: zebra-tools
@@ -162,3 +164,31 @@ def test_usr_share_doc_cap_per_package_and_comments(tmp_path):
                                                      for i in range(5)))
     pairs = list(usr_share_doc_pairs(tmp_path, max_per_package=3))
     assert [(p.query, p.positive) for p in pairs] == [(f"big: call{i}()", f"Does thing {i}.") for i in range(3)]
+
+
+def test_science_docs_read_both_sphinx_layouts_and_skip_api_pages(tmp_path):
+    from training.weak_pairs import science_doc_pairs
+
+    old = ('<div class="body" role="main"><div class="section" id="a"><h1>Integration¶</h1>'
+           '<p>Quadrature rules approximate a definite integral.</p>'
+           '<div class="section" id="b"><h2>Romberg¶</h2><p>Richardson extrapolation of the trapezoid rule.</p>'
+           '</div></div></div>')
+    new = ('<div role="main"><section id="c"><h1>Units</h1><section id="d"><h2>Equivalencies</h2>'
+           '<p>Spectral units convert between frequency and wavelength.</p></section></section></div>')
+    api = '<div role="main"><section><h1>quad</h1><p>Compute a definite integral.</p></section></div>'
+    for package, page, html in [("python-scipy-doc", "tutorial/integrate.html", old),
+                                ("python-astropy-doc", "units/index.html", new),
+                                ("python-astropy-doc", "api/astropy.units.html", api),
+                                ("python-scipy-doc", "release.1.0.0.html", api)]:
+        path = tmp_path / package / "html" / page
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"<html><body>{html}</body></html>")
+    pairs = [(p.source, p.query, p.positive) for p in science_doc_pairs(tmp_path)]
+    assert pairs == [
+        ("science_docs", "Integration", "Quadrature rules approximate a definite integral."),
+        ("science_docs", "Integration: Romberg", "Richardson extrapolation of the trapezoid rule."),
+        ("science_docs", "Units", ""),
+        ("science_docs", "Units: Equivalencies", "Spectral units convert between frequency and wavelength."),
+    ]
+    with pytest.raises(FileNotFoundError, match="python-sympy-doc"):
+        list(science_doc_pairs(tmp_path / "python-scipy-doc"))
