@@ -73,6 +73,8 @@ class Int8Measurement:
 # on a CPU, at their own outlier ratio. Add a model here only with its figures (python
 # benchmarks/int8_quality.py --outlier-ratio R, docs/benchmarks.md).
 INT8_MEASURED = {
+    "e44ee908599fe6bb": Int8Measurement(2.5, "the default shipped 2026-12-02, seventh session (second leg, step 890 "
+                                             "+ cool-down at 128 tokens): cost 0.0015 Cranfield, 0.0034 CISI"),
     "1653fc4e181b2197": Int8Measurement(2.5, "the default shipped 2026-12-02, sixth session (second leg, step 640 "
                                              "+ cool-down at 128 tokens): cost 0.0015 Cranfield, 0.0044 CISI (at "
                                              "3: Cranfield 0.0066, CISI 0.0144)"),
