@@ -9,7 +9,8 @@
 # What it measured is under OUT (default runs/finish-STEP): logs, int8-{cranfield,cisi}.json and
 # retrieval-modes-default.json. Shipping stays a decision: the full dev sets must improve on the shipped
 # default, and the fingerprint goes into encoder.model.INT8_MEASURED only if its int8 cost is <= 0.01.
-# SRC / CONFIG / BASE name the leg (default: the second leg and its base).
+# SRC / CONFIG / BASE name the leg (default: the second leg and its base); RECORD, a JSON file, becomes
+# default.json's "training" record (the export leaves it empty otherwise: write it before shipping).
 #   scripts/finish-leg.sh STEP [DECAY, default 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ say "curve row and export"
 $PY benchmarks/learning_curve.py "$DST" --no-start --core 0 > "$OUT/curve.log" 2>&1 &
 curve=$!
 taskset -c 1 $PY -m training.export_default "$DST/stage1" --deltas int8 --out "$OUT/default" \
-    --check-beir "$S/eval/cisi" --max-queries 30 --max-docs 100 > "$OUT/export.log" 2>&1
+    --check-beir "$S/eval/cisi" --max-queries 30 --max-docs 100 ${RECORD:+--record "$RECORD"} > "$OUT/export.log" 2>&1
 wait $curve
 cp "$OUT"/default/{deltas.safetensors,latent.safetensors,default.json} encoder/default/
 # the first load converts the new default into the cache directory: once, before two processes want it
