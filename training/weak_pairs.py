@@ -32,7 +32,7 @@ import re
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,12 +154,12 @@ SCIENCE_DOC_PACKAGES = ("python-scipy-doc", "python-astropy-doc", "python-sympy-
 SCIENCE_SKIP_DIRS = frozenset({"generated", "api", "whatsnew", "dev"})  # API pages, release notes, contributing
 
 
-def science_doc_pairs(root: Path = DOC_ROOT, packages: Iterable[str] = SCIENCE_DOC_PACKAGES) -> Iterator[Pair]:
-    found = [(name, root / name / "html") for name in packages if (root / name / "html").is_dir()]
-    if not found:
+def science_doc_pairs(root: Path = DOC_ROOT, packages: Sequence[str] = SCIENCE_DOC_PACKAGES) -> Iterator[Pair]:
+    trees = [root / name / "html" for name in packages if (root / name / "html").is_dir()]
+    if not trees:
         raise FileNotFoundError(f"none of {', '.join(packages)} under {root}; apt-get install them "
                                 "(or pass --install-docs)")
-    for _, html in found:
+    for html in trees:
         yield from sphinx_pairs(html, "science_docs", SCIENCE_SKIP_DIRS)
 
 
