@@ -104,6 +104,20 @@ class CachedTeacher:
         return out
 
 
+class FirstUseMiniLM:
+    """all-MiniLM-L6-v2, loaded only when a text must be embedded: extending an up-to-date cache loads nothing."""
+
+    def __init__(self) -> None:
+        from .teacher import MiniLMTeacher
+
+        self.name, self._make, self._model = MiniLMTeacher.name, MiniLMTeacher, None
+
+    def encode_passages(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
+        if self._model is None:
+            self._model = self._make()
+        return self._model.encode_passages(texts, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", required=True, help="training JSONL files whose texts to embed")
@@ -113,13 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extend", action="store_true",
                         help="keep an existing --out and embed only the texts it lacks")
     args = parser.parse_args(argv)
-    from .teacher import MiniLMTeacher
-
     texts = pool_texts(args.data)
     print(f"[teacher cache] {len(texts)} distinct texts from {len(args.data)} files", file=sys.stderr, flush=True)
     write = extend if args.extend else build
     try:
-        report = write(MiniLMTeacher(), texts, args.out, args.max_length, args.batch_size)
+        report = write(FirstUseMiniLM(), texts, args.out, args.max_length, args.batch_size)
     except ValueError as exc:
         print(f"[teacher cache] {exc}", file=sys.stderr)
         return 2

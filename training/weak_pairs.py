@@ -430,6 +430,8 @@ SOURCES = {
 
 def build(out: Path, max_per_source: int | None = None, seed: int = 0,
           sources: Iterable[str] = tuple(SOURCES)) -> dict[str, int]:
+    """Write each source's pairs to `out/SOURCE.jsonl`; SOURCES.json keeps the counts of sources built by
+    earlier calls into the same folder, so building one more source does not drop the others' record."""
     out.mkdir(parents=True, exist_ok=True)
     shingles = eval_shingles()
     seen: set[str] = set()
@@ -445,8 +447,11 @@ def build(out: Path, max_per_source: int | None = None, seed: int = 0,
                 handle.write(json.dumps(pair.to_example(), ensure_ascii=False) + "\n")
         counts[source] = len(kept)
         print(f"{source}: {len(kept)} pairs -> {out / (source + '.jsonl')}", file=sys.stderr)
-    (out / "SOURCES.json").write_text(json.dumps({"counts": counts, "licences": LICENCES,
-                                                  "instructions": INSTRUCTIONS}, indent=2))
+    index = out / "SOURCES.json"
+    recorded = json.loads(index.read_text())["counts"] if index.is_file() else {}
+    kept_counts = {name: n for name, n in recorded.items() if (out / f"{name}.jsonl").is_file()}
+    index.write_text(json.dumps({"counts": kept_counts | counts, "licences": LICENCES,
+                                 "instructions": INSTRUCTIONS}, indent=2))
     return counts
 
 

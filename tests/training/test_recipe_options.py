@@ -137,6 +137,27 @@ def test_teacher_cache_extend_embeds_only_the_missing_texts(tmp_path, data_files
     assert len(np.load(cache)["keys"]) == 50  # the refused call wrote nothing
 
 
+def test_teacher_cache_command_loads_no_model_when_the_cache_is_up_to_date(tmp_path, data_files, monkeypatch):
+    import training.teacher as teacher_module
+    from training.teacher_cache import main
+
+    class NeverLoaded(HashTeacher):
+        name = teacher_module.MiniLMTeacher.name
+
+        def __init__(self):
+            raise AssertionError("MiniLM was loaded for a cache that lacked nothing")
+
+    texts, cache = pool_texts([data_files["retrieval"]]), tmp_path / "cache.npz"
+    stand_in = HashTeacher()
+    stand_in.name = NeverLoaded.name
+    build(stand_in, texts, cache, max_length=64)
+    monkeypatch.setattr(teacher_module, "MiniLMTeacher", NeverLoaded)
+    assert main(["--data", str(data_files["retrieval"]), "--out", str(cache), "--max-length", "64", "--extend"]) == 0
+    build(stand_in, texts[:-1], cache, max_length=64)  # one text short: now the model is needed
+    with pytest.raises(AssertionError, match="MiniLM was loaded"):
+        main(["--data", str(data_files["retrieval"]), "--out", str(cache), "--max-length", "64", "--extend"])
+
+
 def test_time_budget_ends_the_stage_and_decays_the_rate(tiny, data_files, tmp_path):
     config = make_config(tmp_path, data_files, tmp_path / "out", steps=(10_000, 1))
     config.stage1.max_minutes = 0.5 / 60  # half a second

@@ -192,3 +192,25 @@ def test_science_docs_read_both_sphinx_layouts_and_skip_api_pages(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match="python-sympy-doc"):
         list(science_doc_pairs(tmp_path / "python-scipy-doc"))
+
+
+def test_building_one_more_source_keeps_the_others_in_the_record(tmp_path, monkeypatch):
+    import json
+
+    from training import weak_pairs
+
+    def fake(source: str, n: int):
+        return lambda: (Pair(source, f"topic number {i} of {source}",
+                             f"A passage of enough distinct words about item {i} from {source} to pass the length filter here.")
+                        for i in range(n))
+
+    monkeypatch.setattr(weak_pairs, "eval_shingles", lambda: set())
+    monkeypatch.setitem(weak_pairs.SOURCES, "debian", fake("debian", 3))
+    monkeypatch.setitem(weak_pairs.SOURCES, "manpages", fake("manpages", 2))
+    assert weak_pairs.build(tmp_path, sources=["debian"]) == {"debian": 3}
+    assert weak_pairs.build(tmp_path, sources=["manpages"]) == {"manpages": 2}
+    record = json.loads((tmp_path / "SOURCES.json").read_text())
+    assert record["counts"] == {"debian": 3, "manpages": 2}
+    (tmp_path / "debian.jsonl").unlink()  # a source whose file is gone leaves the record on the next build
+    weak_pairs.build(tmp_path, sources=["manpages"])
+    assert json.loads((tmp_path / "SOURCES.json").read_text())["counts"] == {"manpages": 2}
