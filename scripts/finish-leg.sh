@@ -9,8 +9,10 @@
 # What it measured is under OUT (default runs/finish-STEP): logs, int8-{cranfield,cisi}.json and
 # retrieval-modes-default.json. Shipping stays a decision: the full dev sets must improve on the shipped
 # default, and the fingerprint goes into encoder.model.INT8_MEASURED only if its int8 cost is <= 0.01.
-# SRC / CONFIG / BASE name the leg (default: the second leg and its base); RECORD, a JSON file, becomes
-# default.json's "training" record (the export leaves it empty otherwise: write it before shipping).
+# SRC / CONFIG / BASE name the leg (default: the second leg and its base; the third: SRC=runs/long3
+# CONFIG=training/configs/default-long-3.yaml BASE=$HOME/.cache/nvembed-search/smollm2-135m-l8-e860c09cdb04);
+# RECORD, a JSON file, becomes default.json's "training" record (the export leaves it empty otherwise:
+# write it before shipping).
 #   scripts/finish-leg.sh STEP [DECAY, default 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
