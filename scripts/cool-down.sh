@@ -5,9 +5,10 @@
 # SRC-cool-STEP/stage1 (evaluated on the dev subsets at its end unless --no-eval). The long run itself is
 # untouched and continues from its own checkpoints. Same core, thread and allocator settings as
 # scripts/long-run.sh.
-# SRC and CONFIG name the leg (default: runs/long, training/configs/default-long.yaml):
+# CONFIG names the leg (default: training/configs/default-long.yaml); SRC, its run, defaults to the config's
+# output_dir:
 #   scripts/cool-down.sh 380 80
-#   SRC=runs/long2 CONFIG=training/configs/default-long-2.yaml scripts/cool-down.sh 120 60
+#   CONFIG=training/configs/default-long-2.yaml scripts/cool-down.sh 120 60
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:?usage: scripts/cool-down.sh STEP [DECAY_STEPS, default 80] [--set ...]}
@@ -15,8 +16,8 @@ DECAY=80
 shift
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then DECAY=$1; shift; fi  # optional; anything else goes to two_stage
 PY=${PY:-.venv/bin/python}
-SRC=${SRC:-runs/long}
 CONFIG=${CONFIG:-training/configs/default-long.yaml}
+SRC=${SRC:-$(scripts/output-dir.sh "$CONFIG")}
 DST=${DST:-$SRC-cool-$STEP}  # DST: another name for a second branch off the same step
 CHECKPOINT=$(printf "%s/checkpoints/stage1-step%06d" "$SRC" "$STEP")
 if [ ! -f "$DST/run.json" ]; then

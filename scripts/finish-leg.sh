@@ -9,8 +9,9 @@
 # What it measured is under OUT (default runs/finish-STEP): logs, int8-{cranfield,cisi}.json and
 # retrieval-modes-default.json. Shipping stays a decision: the full dev sets must improve on the shipped
 # default, and the fingerprint goes into encoder.model.INT8_MEASURED only if its int8 cost is <= 0.01.
-# SRC / CONFIG / BASE name the leg (default: the second leg and its base; the third: SRC=runs/long3
+# CONFIG / BASE name the leg (default: the second leg and its base; the third:
 # CONFIG=training/configs/default-long-3.yaml BASE=$HOME/.cache/nvembed-search/smollm2-135m-l8-e860c09cdb04);
+# SRC, its run, defaults to the config's output_dir;
 # RECORD, a JSON file, becomes default.json's "training" record (the export leaves it empty otherwise:
 # write it before shipping).
 #   scripts/finish-leg.sh STEP [DECAY, default 30]
@@ -20,8 +21,8 @@ STEP=${1:?usage: scripts/finish-leg.sh STEP [DECAY]}
 DECAY=${2:-30}
 PY=${PY:-.venv/bin/python}
 S=${S:-../shared/data}
-SRC=${SRC:-runs/long2}
 CONFIG=${CONFIG:-training/configs/default-long-2.yaml}
+SRC=${SRC:-$(scripts/output-dir.sh "$CONFIG")}
 BASE=${BASE:-$HOME/.cache/nvembed-search/smollm2-135m-l8-94192db34016}
 RATIO=${RATIO:-2.5}  # the outlier ratio whose int8 cost is measured (encoder.int8)
 DST=$SRC-cool128-$STEP

@@ -15,6 +15,6 @@ THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 PIN=(taskset -c "${CORE:-0}")
 CORE=${CORE:-0} scripts/build-run-data.sh
-OUT=$($PY -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output_dir'])" "$CONFIG")
+OUT=$(scripts/output-dir.sh "$CONFIG")
 RESUME=(); [ -f "$OUT/run.json" ] && RESUME=(--set resume=true)
 exec "${PIN[@]}" scripts/with-jemalloc.sh $PY -m training.two_stage --config "$CONFIG" "${RESUME[@]}" "$@"
