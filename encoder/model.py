@@ -73,6 +73,8 @@ class Int8Measurement:
 # on a CPU, at their own outlier ratio. Add a model here only with its figures (python
 # benchmarks/int8_quality.py --outlier-ratio R, docs/benchmarks.md).
 INT8_MEASURED = {
+    "d811fd186ae0321e": Int8Measurement(2.5, "the default shipped 2026-12-03, eleventh session (fifth leg, step 300 "
+                                             "+ cool-down at 128 tokens): cost -0.0025 Cranfield, -0.0014 CISI"),
     "9487662df77906d0": Int8Measurement(2.5, "the default shipped 2026-12-02, ninth session (third leg, step 440 "
                                              "+ cool-down at 128 tokens): cost 0.0029 Cranfield, 0.0032 CISI"),
     "e44ee908599fe6bb": Int8Measurement(2.5, "the default shipped 2026-12-02, seventh session (second leg, step 890 "
