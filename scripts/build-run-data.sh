@@ -15,6 +15,9 @@ D=runs/data
 # the fifth leg's sources, on a machine whose pool was built before they existed
 [ -f $D/weak/engineering_docstrings.jsonl ] || $PY -m training.weak_pairs --out $D/weak --install-docs --fetch-wheels \
     --sources more_science_docs engineering_docstrings
+# the sixth leg's source
+[ -f $D/weak/aerospace_docstrings.jsonl ] || $PY -m training.weak_pairs --out $D/weak --fetch-wheels \
+    --sources aerospace_docstrings
 [ -f $D/unmined/medquad.jsonl ] || \
     $PY -m training.data build --source ../shared/data/train --out $D/unmined --max-per-set 4000 --negatives 0
 # the third leg (training/configs/default-long-3.yaml) reads every MedQuAD pair, not a 4,000 sample

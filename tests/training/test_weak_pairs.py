@@ -1,6 +1,7 @@
 """The weak-pair builder: parsing of each source, deduplication, and the evaluation-overlap guard."""
 
 import gzip
+import re
 
 import pytest
 
@@ -227,6 +228,30 @@ def test_engineering_docstrings_come_from_unpacked_wheels(tmp_path):
         "scanned line by line; every dark band wider than the threshold counts as one stripe, and the total is "
         "returned as an integer.")
     assert {source for source, _ in pairs.values()} == {"engineering_docstrings"}
+
+
+def test_every_wheel_source_is_pinned_and_named_by_its_own_error(tmp_path):
+    from training.weak_pairs import (
+        LICENCES,
+        SOURCES,
+        WHEEL_SOURCES,
+        aerospace_docstring_pairs,
+        wheel_docstring_pairs,
+    )
+
+    assert SOURCES["aerospace_docstrings"] is aerospace_docstring_pairs
+    for source, (_folder, wheels) in WHEEL_SOURCES.items():
+        assert source in SOURCES and source in LICENCES
+        assert wheels and all(re.fullmatch(r"[\w.-]+==[\w.]+", spec) for spec in wheels), wheels
+    assert len({folder for folder, _ in WHEEL_SOURCES.values()}) == len(WHEEL_SOURCES)
+    with pytest.raises(FileNotFoundError, match="aerosandbox==4.2.10.*--fetch-wheels"):
+        list(wheel_docstring_pairs("aerospace_docstrings", tmp_path))
+    site = tmp_path / "site" / "zebra"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text(PACKAGE_INIT)
+    (site / "core.py").write_text(PACKAGE_CORE)
+    pairs = list(aerospace_docstring_pairs(tmp_path))
+    assert pairs and {p.source for p in pairs} == {"aerospace_docstrings"}
 
 
 def test_building_one_more_source_keeps_the_others_in_the_record(tmp_path, monkeypatch):
