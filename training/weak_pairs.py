@@ -516,10 +516,26 @@ SOURCES = {
 }
 
 
+def installed() -> dict[str, list[str]]:
+    """What the installed-text sources read depends on what is installed: the Python distributions of the
+    running interpreter (`docstrings`) and the Debian packages (every other Debian-derived source)."""
+    from importlib.metadata import distributions
+
+    python = sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]})
+    try:
+        listing = subprocess.run(["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"], capture_output=True,
+                                 text=True, check=True).stdout
+        debian = sorted(line for line in listing.splitlines() if line)
+    except (OSError, subprocess.CalledProcessError):
+        debian = []  # not a Debian system: the Debian sources then have nothing to read either
+    return {"python_distributions": python, "debian_packages": debian}
+
+
 def build(out: Path, max_per_source: int | None = None, seed: int = 0,
           sources: Iterable[str] = tuple(SOURCES)) -> dict[str, int]:
-    """Write each source's pairs to `out/SOURCE.jsonl`; SOURCES.json keeps the counts of sources built by
-    earlier calls into the same folder, so building one more source does not drop the others' record."""
+    """Write each source's pairs to `out/SOURCE.jsonl`. SOURCES.json keeps the counts of sources built by
+    earlier calls into the same folder, so building one more source does not drop the others' record, and
+    one entry per build under "builds": which sources it wrote and what was installed when it ran."""
     out.mkdir(parents=True, exist_ok=True)
     shingles = eval_shingles()
     seen: set[str] = set()
@@ -536,10 +552,15 @@ def build(out: Path, max_per_source: int | None = None, seed: int = 0,
         counts[source] = len(kept)
         print(f"{source}: {len(kept)} pairs -> {out / (source + '.jsonl')}", file=sys.stderr)
     index = out / "SOURCES.json"
-    recorded = json.loads(index.read_text())["counts"] if index.is_file() else {}
-    kept_counts = {name: n for name, n in recorded.items() if (out / f"{name}.jsonl").is_file()}
+    recorded = json.loads(index.read_text()) if index.is_file() else {}
+    present = {name for name in recorded.get("counts", {}) if (out / f"{name}.jsonl").is_file()} - set(counts)
+    builds = [{**b, "sources": [s for s in b["sources"] if s in present]} for b in recorded.get("builds", [])]
+    builds = [b for b in builds if b["sources"]]
+    builds.append({"sources": list(counts), "wheels": {s: list(WHEEL_SOURCES[s][1]) for s in counts
+                                                       if s in WHEEL_SOURCES}, **installed()})
+    kept_counts = {name: n for name, n in recorded.get("counts", {}).items() if name in present}
     index.write_text(json.dumps({"counts": kept_counts | counts, "licences": LICENCES,
-                                 "instructions": INSTRUCTIONS}, indent=2))
+                                 "instructions": INSTRUCTIONS, "builds": builds}, indent=2))
     return counts
 
 

@@ -273,4 +273,8 @@ def test_building_one_more_source_keeps_the_others_in_the_record(tmp_path, monke
     assert record["counts"] == {"debian": 3, "manpages": 2}
     (tmp_path / "debian.jsonl").unlink()  # a source whose file is gone leaves the record on the next build
     weak_pairs.build(tmp_path, sources=["manpages"])
-    assert json.loads((tmp_path / "SOURCES.json").read_text())["counts"] == {"manpages": 2}
+    record = json.loads((tmp_path / "SOURCES.json").read_text())
+    assert record["counts"] == {"manpages": 2}
+    # the two manpages builds replaced each other and the debian one went with its file: one build is left
+    assert [b["sources"] for b in record["builds"]] == [["manpages"]]
+    assert any(d.startswith("pytest==") for d in record["builds"][0]["python_distributions"])
