@@ -4,4 +4,4 @@
 #   scripts/output-dir.sh training/configs/default-long-3.yaml   # runs/long3
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-exec $PY -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output_dir'])" "${1:?usage: scripts/output-dir.sh CONFIG}"
+exec $PY -c "import sys; from training.config import read_file; print(read_file(sys.argv[1])['output_dir'])" "${1:?usage: scripts/output-dir.sh CONFIG}"

@@ -216,8 +216,13 @@ def _update(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
             setattr(obj, key, _coerce(value, hints[key], path))
 
 
-def read_file(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON config file as a dict (JSON is valid YAML, but `.json` gets JSON's error messages)."""
+def read_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML or JSON config file as a dict (JSON is valid YAML, but `.json` gets JSON's error messages).
+
+    A top-level `extends: OTHER.yaml` (relative to this file) starts from OTHER's settings: sections merge
+    key by key, and any other value, a list included, replaces OTHER's. A leg of the long run is then only
+    what changed from the leg before.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -230,7 +235,26 @@ def read_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return data
+    if "extends" not in data:
+        return data
+    parent = data.pop("extends")
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected a file name, got {parent!r}")
+    chain = (*_chain, path.resolve())
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in chain:
+        raise ConfigError(f"{path}: extends {parent} makes a cycle ({' -> '.join(p.name for p in chain)})")
+    return _merge(read_file(parent_path, chain), data)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def set_dotted(config: RunConfig, assignment: str) -> None:

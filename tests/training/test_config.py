@@ -82,3 +82,57 @@ def test_shipped_config_files_parse():
     for file in files:
         config = from_dict(read_file(file))  # no unknown key, every value of the right type
         assert config.stage1.data and (config.stage2.data or 2 not in config.stages)
+
+
+def test_extends_merges_sections_and_replaces_lists(tmp_path, data_files):
+    (tmp_path / "base.yaml").write_text(f"""
+output_dir: {tmp_path}/base
+model: {{base: default, num_layers: 4}}
+stage1: {{data: [{data_files['retrieval']}, {data_files['sts']}], steps: 7, learning_rate: 1e-4}}
+stages: [1]
+""")
+    (tmp_path / "legs").mkdir()
+    leg = tmp_path / "legs" / "leg.yaml"
+    leg.write_text(f"""
+extends: ../base.yaml
+output_dir: {tmp_path}/leg
+stage1: {{data: [{data_files['retrieval']}], steps: 9}}
+""")
+    config = parse(["--config", str(leg)])
+    assert config.output_dir == f"{tmp_path}/leg"
+    assert config.stage1.data == [str(data_files["retrieval"])]  # the list is replaced, not appended to
+    assert (config.stage1.steps, config.stage1.learning_rate) == (9, 1e-4)  # the section is merged key by key
+    assert (config.model.base, config.model.num_layers, config.stages) == ("default", 4, [1])
+    assert parse(["--config", str(leg), "--set", "stage1.steps=11"]).stage1.steps == 11
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "makes a cycle"),
+        ({"a.yaml": "extends: a.yaml\n"}, "makes a cycle"),
+        ({"a.yaml": "extends: missing.yaml\n"}, "config file not found"),
+        ({"a.yaml": "extends: [b.yaml]\n"}, "extends: expected a file name"),
+    ],
+)
+def test_extends_errors_name_the_file(tmp_path, files, message):
+    from training.config import read_file
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_file(tmp_path / "a.yaml")
+
+
+def test_leg_configs_extend_the_leg_before():
+    """Legs 3 and later name only what changed; each still resolves to a full, valid run."""
+    from pathlib import Path
+
+    from training.config import from_dict, read_file
+
+    root = Path(__file__).resolve().parents[2] / "training" / "configs"
+    for number in range(3, 7):
+        leg = read_file(root / f"default-long-{number}.yaml")
+        assert leg["output_dir"] == f"runs/long{number}"
+        config = from_dict(leg)
+        assert (config.stage1.batch_size, config.stage1.max_length, config.stages) == (64, 64, [1])
