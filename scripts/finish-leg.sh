@@ -11,7 +11,9 @@
 # default, and the fingerprint goes into encoder.model.INT8_MEASURED only if its int8 cost is <= 0.01.
 # CONFIG / BASE name the leg (default: the second leg and its base; the third:
 # CONFIG=training/configs/default-long-3.yaml BASE=$HOME/.cache/nvembed-search/smollm2-135m-l8-e860c09cdb04);
-# SRC, its run, defaults to the config's output_dir;
+# SRC, its run, defaults to the config's output_dir; DST, the candidate, to SRC-cool128-STEP: a DST whose
+# stage1/ exists already is measured as it is (no cool-down; no curve row without its run.json), e.g. an
+# interpolation of the shipped default and a candidate (python -m training.interpolate A B --out DST/stage1);
 # RECORD, a JSON file, becomes default.json's "training" record (the export leaves it empty otherwise:
 # write it before shipping).
 #   scripts/finish-leg.sh STEP [DECAY, default 30]
@@ -25,7 +27,7 @@ CONFIG=${CONFIG:-training/configs/default-long-2.yaml}
 SRC=${SRC:-$(scripts/output-dir.sh "$CONFIG")}
 BASE=${BASE:-$HOME/.cache/nvembed-search/smollm2-135m-l8-94192db34016}
 RATIO=${RATIO:-2.5}  # the outlier ratio whose int8 cost is measured (encoder.int8)
-DST=$SRC-cool128-$STEP
+DST=${DST:-$SRC-cool128-$STEP}
 OUT=${OUT:-runs/finish-$STEP}
 mkdir -p "$OUT"
 say() { echo "[finish-leg] $* $(date -u +%T)"; }
@@ -39,11 +41,14 @@ fi
 [ -d "$DST/checkpoints" ] && mv "$DST/checkpoints" "$DST.checkpoints"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 say "curve row and export"
-$PY benchmarks/learning_curve.py "$DST" --no-start --core 0 > "$OUT/curve.log" 2>&1 &
-curve=$!
+curve=
+if [ -f "$DST/run.json" ]; then
+    $PY benchmarks/learning_curve.py "$DST" --no-start --core 0 > "$OUT/curve.log" 2>&1 &
+    curve=$!
+fi
 taskset -c 1 $PY -m training.export_default "$DST/stage1" --deltas int8 --out "$OUT/default" \
     --check-beir "$S/eval/cisi" --max-queries 30 --max-docs 100 ${RECORD:+--record "$RECORD"} > "$OUT/export.log" 2>&1
-wait $curve
+[ -n "$curve" ] && wait $curve
 cp "$OUT"/default/{deltas.safetensors,latent.safetensors,default.json} encoder/default/
 # the first load converts the new default into the cache directory: once, before two processes want it
 NVEMBED_INT8=0 $PY -c "from encoder import NVEmbedModel; NVEmbedModel.from_pretrained('default')"
