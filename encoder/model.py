@@ -73,6 +73,8 @@ class Int8Measurement:
 # on a CPU, at their own outlier ratio. Add a model here only with its figures (python
 # benchmarks/int8_quality.py --outlier-ratio R, docs/benchmarks.md).
 INT8_MEASURED = {
+    "7aa06e97009595b5": Int8Measurement(2.5, "the default shipped 2026-12-04, sixteenth session (seventh leg, step "
+                                             "450 + cool-down at 128 tokens): cost 0.0041 Cranfield, 0.0032 CISI"),
     "dfe898aded7a3424": Int8Measurement(2.5, "the default shipped 2026-12-04, sixteenth session (sixth leg, step "
                                              "800 + cool-down at 128 tokens): cost 0.0049 Cranfield, -0.0002 CISI"),
     "d811fd186ae0321e": Int8Measurement(2.5, "the default shipped 2026-12-03, eleventh session (fifth leg, step 300 "
