@@ -124,8 +124,8 @@ def probe_chunk(encoder: Any, sets: list[Path], chunk_tokens: int) -> dict[str, 
     out: dict[str, dict[str, Any]] = {}
     for beir_dir in sets:
         data = load_beir(beir_dir)
-        folder = dev_index_dir(encoder.fingerprint, beir_dir).with_name(
-            f"{dev_index_dir(encoder.fingerprint, beir_dir).name}-chunk{chunk_tokens}")
+        kept = dev_index_dir(encoder.fingerprint, beir_dir)
+        folder = kept.with_name(f"{kept.name}-chunk{chunk_tokens}")
         write_corpus(data.corpus, folder / "docs")
         with Index.open(folder / "index", encoder, config=IndexConfig(chunking=chunking)) as ix:
             ix.ingest(folder / "docs")
