@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.retrieval_modes import documents_ranked  # noqa: E402
 from encoder.instructions import DEFAULT_RETRIEVAL  # noqa: E402
 from index.config import ChunkingConfig, IndexConfig  # noqa: E402
 from index.rankings import dev_index_dir, ingested, write_corpus  # noqa: E402
@@ -46,19 +47,6 @@ INSTRUCTIONS = {  # name -> instruction (None: the encoder's own default)
     "section": "Given a section title from a scientific guide, retrieve the section text",
     "medical": "Given a medical question, retrieve passages that answer the question",
 }
-
-
-def documents_ranked(ix: Any, data: BeirData, mode: str, instruction: str | None = None) -> dict[str, list[str]]:
-    """Each judged query's documents, best first, each at the rank of its best passage (100 deep)."""
-    ranked = {}
-    for query_id, query in data.queries.items():
-        seen: list[str] = []
-        for hit in ix.search(query, k=100, mode=mode, instruction=instruction):
-            doc_id = Path(hit.path).stem
-            if doc_id not in seen:
-                seen.append(doc_id)
-        ranked[query_id] = seen
-    return ranked
 
 
 def probe_instructions(encoder: Any, sets: list[Path]) -> dict[str, dict[str, Any]]:

@@ -21,15 +21,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.fusion import search_block  # noqa: E402
 from index.rankings import dev_index_dir, ingested  # noqa: E402
 from index.retrieval import SearchConfig  # noqa: E402
-from training.evaluate import load_beir, retrieval_metrics  # noqa: E402
+from training.evaluate import BeirData, load_beir, retrieval_metrics  # noqa: E402
 
 MODES = ("dense", "keyword", "hybrid")
+
+
+def documents_ranked(ix: Any, data: BeirData, mode: str, instruction: str | None = None,
+                     k: int = 100) -> dict[str, list[str]]:
+    """Each judged query's documents, best first, each at the rank of its best passage (`k` passages deep)."""
+    ranked = {}
+    for query_id, query in data.queries.items():
+        seen: list[str] = []
+        for hit in ix.search(query, k=k, mode=mode, instruction=instruction):
+            doc_id = Path(hit.path).stem
+            if doc_id not in seen:
+                seen.append(doc_id)
+        ranked[query_id] = seen
+    return ranked
 
 
 def evaluate_modes(encoder, beir_dir: Path, workdir: Path, k: int = 100) -> dict[str, dict[str, float]]:
@@ -39,15 +54,8 @@ def evaluate_modes(encoder, beir_dir: Path, workdir: Path, k: int = 100) -> dict
     with ingested(encoder, beir_dir, data, workdir) as ix:
         ingest_s = time.perf_counter() - started
         for mode in MODES:
-            ranked: dict[str, list[str]] = {}
             started = time.perf_counter()
-            for query_id, query in data.queries.items():
-                seen: list[str] = []
-                for hit in ix.search(query, k=k, mode=mode):
-                    doc_id = Path(hit.path).stem
-                    if doc_id not in seen:
-                        seen.append(doc_id)
-                ranked[query_id] = seen
+            ranked = documents_ranked(ix, data, mode, k=k)
             per_query_ms = 1000 * (time.perf_counter() - started) / len(data.queries)
             results[mode] = {**retrieval_metrics(ranked, data.qrels), "ms_per_query": per_query_ms}
     results["_ingest"] = {"seconds": ingest_s, "docs": len(data.corpus), "queries": len(data.queries),

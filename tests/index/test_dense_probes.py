@@ -18,7 +18,7 @@ def two_sets(tmp_path, monkeypatch):
     return [_tiny_beir(tmp_path / "one"), _tiny_beir(tmp_path / "two")]
 
 
-def test_instruction_rows_cover_every_set_and_the_default_is_the_dense_mode(tiny_model, two_sets):
+def test_instruction_rows_cover_every_instruction_and_set(tiny_model, two_sets):
     table = probe_instructions(tiny_model, two_sets)
     assert set(table) == set(INSTRUCTIONS)
     assert all(set(row) == {"one", "two"} for row in table.values())
@@ -34,7 +34,7 @@ def test_centering_baseline_equals_the_index_dense_search(tiny_model, two_sets):
     assert {"center 1.0 x mean of one", "center 0.5 x mean of two, passages only"} <= set(table)
 
 
-def test_chunk_probe_builds_its_own_index_and_reads_three_modes(tiny_model, two_sets, tmp_path):
+def test_chunk_probe_builds_its_own_index_and_reads_three_modes(tiny_model, two_sets):
     table = probe_chunk(tiny_model, two_sets[:1], chunk_tokens=16)
     assert set(table) == {"dense, chunks of 16", "keyword, chunks of 16", "hybrid, chunks of 16"}
     # every query shares two words with its one relevant document: BM25 ranks it first
